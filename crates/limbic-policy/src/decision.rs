@@ -1,0 +1,121 @@
+//! What the policy is asked about (`StepView`) and what it answers (`Decision`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One agent step as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepView<'a> {
+    /// Tool name as the agent framework reports it (`Bash`, `Edit`, `actuator`...).
+    pub tool: &'a str,
+    /// The tool call's arguments, as JSON.
+    pub args: &'a serde_json::Value,
+    /// Combined stress signature for the session, in calibrated z units.
+    pub stress: f32,
+    /// Whether the probe flagged a sudden rise in stress at this step.
+    pub spike: bool,
+    /// Per-emotion calibrated z-scores (mean over the step), by emotion name.
+    pub scores: &'a [(&'a str, f32)],
+}
+
+/// The four possible outcomes, ordered from least to most restrictive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionKind {
+    /// Let the action run.
+    Allow,
+    /// Let the action run, but record a warning.
+    Warn,
+    /// Do not run the action as asked; do something safer instead (see [`Reroute`]).
+    Reroute,
+    /// Refuse the action.
+    Veto,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allow => "allow",
+            DecisionKind::Warn => "warn",
+            DecisionKind::Reroute => "reroute",
+            DecisionKind::Veto => "veto",
+        }
+    }
+
+    /// True when the action must not run as requested.
+    pub fn blocks_action(self) -> bool {
+        matches!(self, DecisionKind::Reroute | DecisionKind::Veto)
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a rerouted action is handled, as written in the policy (`reroute = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RerouteKind {
+    /// Ask a human to confirm before running the action.
+    Confirm,
+    /// Offer a safer substitute (dry run, `--force-with-lease`...).
+    Substitute,
+    /// Pause the agent until stress comes down or a human resumes it.
+    Pause,
+}
+
+impl RerouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RerouteKind::Confirm => "confirm",
+            RerouteKind::Substitute => "substitute",
+            RerouteKind::Pause => "pause",
+        }
+    }
+}
+
+impl fmt::Display for RerouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A concrete reroute attached to a [`Decision`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Reroute {
+    Confirm,
+    /// `suggestion` is the policy's substitute template, filled in for this step.
+    Substitute {
+        suggestion: String,
+    },
+    Pause,
+}
+
+impl Reroute {
+    pub fn kind(&self) -> RerouteKind {
+        match self {
+            Reroute::Confirm => RerouteKind::Confirm,
+            Reroute::Substitute { .. } => RerouteKind::Substitute,
+            Reroute::Pause => RerouteKind::Pause,
+        }
+    }
+}
+
+/// The policy's answer for one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub kind: DecisionKind,
+    /// Present exactly when `kind` is [`DecisionKind::Reroute`].
+    pub reroute: Option<Reroute>,
+    /// Id of the rule that decided; `default` when no rule matched, and
+    /// `fail_mode.closed` / `fail_mode.open` for [`crate::Policy::decide_unscored`].
+    pub rule_id: String,
+    /// Human-readable explanation (the rule's reason template, filled in).
+    pub reason: String,
+    /// Every action class the step matched, in policy order.
+    pub classes: Vec<String>,
+}
