@@ -1,0 +1,596 @@
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::model::Model;
+use crate::raw::{ContextParams, RawContext, RawSampler};
+use crate::taps::{TapState, TokenTap};
+
+/// How an [`Engine`] is sized.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Total KV-cache size in tokens, shared by all resident sessions.
+    pub n_ctx: u32,
+    /// Tokens per llama_decode call (also the tap buffer's capacity).
+    pub n_batch: u32,
+    /// Sessions that can be resident (hold a KV sequence) at once. Each gets n_ctx / max_sessions tokens.
+    pub max_sessions: u32,
+    /// Layers to tap (0-based block indices; tensor `l_out-<L>`).
+    pub taps: Vec<u32>,
+    /// CPU threads; `None` = all available cores.
+    pub threads: Option<i32>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            n_ctx: 8192,
+            n_batch: 512,
+            max_sessions: 8,
+            taps: Vec::new(),
+            threads: None,
+        }
+    }
+}
+
+/// Smallest per-session window that still holds a useful step.
+const MIN_SESSION_TOKENS: u32 = 64;
+
+/// What an append did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Tokens of the new text (all of them were decoded and tapped).
+    pub new_tokens: usize,
+    /// Position of the first new token in the session's sequence.
+    pub first_pos: i32,
+    /// Earlier steps dropped to make room (the session outgrew its window).
+    pub dropped_steps: usize,
+    /// Tokens re-decoded without taps to rebuild the session's KV cache (after dropping
+    /// steps, or because the session had been evicted by other sessions).
+    pub redecoded_tokens: usize,
+}
+
+/// Sampling parameters for [`Engine::generate`].
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u32,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 128,
+            temperature: 0.0,
+            top_p: 0.95,
+            seed: 0,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    EndOfGeneration,
+    MaxTokens,
+    /// The per-token callback asked to stop.
+    Callback,
+    /// The session's window is full.
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOutcome {
+    pub tokens: Vec<i32>,
+    pub text: String,
+    pub stop: StopReason,
+}
+
+/// llama.cpp's own timings for this engine's context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerfStats {
+    pub prompt_ms: f64,
+    pub prompt_tokens: i64,
+    pub eval_ms: f64,
+    pub eval_tokens: i64,
+}
+
+struct Session {
+    /// KV sequence id while resident.
+    seq: Option<i32>,
+    /// The retained tokens, at positions 0..len when resident.
+    tokens: Vec<i32>,
+    /// Leading tokens that are never dropped (BOS and any pinned header).
+    pinned: usize,
+    /// Token count of each retained step after the pinned header, oldest first.
+    steps: VecDeque<usize>,
+    last_used: u64,
+}
+
+/// A llama.cpp context with sessions, taps and steering. Not `Sync`: one caller at a time.
+pub struct Engine {
+    // Field order matters: the context must drop before the tap state it points into.
+    ctx: RawContext,
+    taps: Box<TapState>,
+    model: Arc<Model>,
+    config: EngineConfig,
+    sessions: HashMap<String, Session>,
+    free_seqs: Vec<i32>,
+    clock: u64,
+    all_outputs: bool,
+    steering_active: bool,
+}
+
+impl Engine {
+    pub fn new(model: Arc<Model>, config: EngineConfig) -> Result<Engine, EngineError> {
+        let info = model.info();
+        if config.max_sessions == 0 || config.n_batch == 0 {
+            return Err(EngineError::Context(
+                "max_sessions and n_batch must be at least 1".into(),
+            ));
+        }
+        let per_session = config.n_ctx / config.max_sessions;
+        if per_session < MIN_SESSION_TOKENS {
+            return Err(EngineError::Context(format!(
+                "context too small: {} tokens for {} sessions leaves {per_session} per session (need at least {MIN_SESSION_TOKENS})",
+                config.n_ctx, config.max_sessions
+            )));
+        }
+        let mut taps = Box::new(TapState::new(
+            info.n_embd as usize,
+            info.n_layer as usize,
+            config.n_batch as usize,
+        ));
+        check_layers(&config.taps, info.n_layer)?;
+        taps.set_layers(&config.taps);
+        let threads = config.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i32)
+                .unwrap_or(4)
+        });
+        let params = ContextParams {
+            n_ctx: config.n_ctx,
+            n_batch: config.n_batch,
+            n_seq_max: config.max_sessions,
+            n_threads: threads.max(1),
+        };
+        let taps_ptr: *mut TapState = &mut *taps;
+        let ctx = RawContext::new(&model.raw, &params, taps_ptr)?;
+        let all_outputs = config.taps.contains(&(info.n_layer - 1));
+        Ok(Engine {
+            ctx,
+            taps,
+            free_seqs: (0..config.max_sessions as i32).rev().collect(),
+            model,
+            config,
+            sessions: HashMap::new(),
+            clock: 0,
+            all_outputs,
+            steering_active: false,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Tokens one session may hold before its oldest steps are dropped.
+    pub fn session_window(&self) -> usize {
+        (self.config.n_ctx / self.config.max_sessions) as usize
+    }
+
+    /// Replaces the tapped layers. Sizing happens here, never on the per-token path.
+    pub fn set_taps(&mut self, layers: &[u32]) -> Result<(), EngineError> {
+        check_layers(layers, self.model.info().n_layer)?;
+        self.taps.set_layers(layers);
+        self.config.taps = self.taps.layers().to_vec();
+        // The last block's output is pruned to the output rows unless every token is an output.
+        self.all_outputs = self.config.taps.contains(&(self.model.info().n_layer - 1));
+        Ok(())
+    }
+
+    pub fn tapped_layers(&self) -> &[u32] {
+        self.taps.layers()
+    }
+
+    pub fn has_session(&self, id: &str) -> bool {
+        self.sessions.contains_key(id)
+    }
+
+    /// Number of tokens the session currently retains.
+    pub fn session_len(&self, id: &str) -> Option<usize> {
+        self.sessions.get(id).map(|s| s.tokens.len())
+    }
+
+    /// The tokens a session retains (pinned header, then the kept steps), oldest first.
+    pub fn session_tokens(&self, id: &str) -> Option<&[i32]> {
+        self.sessions.get(id).map(|s| s.tokens.as_slice())
+    }
+
+    /// Creates a session whose first tokens (BOS + `header`) are pinned: never dropped
+    /// when the session outgrows its window. Replaces an existing session of that id.
+    pub fn open_session(&mut self, id: &str, header: &[i32]) -> Result<(), EngineError> {
+        self.close_session(id);
+        let mut tokens: Vec<i32> = self.model.bos_token().into_iter().collect();
+        tokens.extend_from_slice(header);
+        if tokens.len() + 1 > self.session_window() / 2 {
+            return Err(EngineError::InputTooLarge {
+                what: "session header (tokens)",
+                limit: self.session_window() / 2,
+                got: tokens.len(),
+            });
+        }
+        let pinned = tokens.len();
+        self.sessions.insert(
+            id.to_string(),
+            Session {
+                seq: None,
+                tokens,
+                pinned,
+                steps: VecDeque::new(),
+                last_used: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets a session and frees its KV sequence.
+    pub fn close_session(&mut self, id: &str) {
+        if let Some(session) = self.sessions.remove(id) {
+            if let Some(seq) = session.seq {
+                self.ctx.clear_sequence(seq);
+                self.free_seqs.push(seq);
+            }
+        }
+    }
+
+    /// Tokenizes `text` (plain, no control tokens) and appends it as one step.
+    pub fn append_text(
+        &mut self,
+        id: &str,
+        text: &str,
+        sink: &mut dyn FnMut(&TokenTap<'_>),
+    ) -> Result<AppendOutcome, EngineError> {
+        if text.trim().is_empty() {
+            return Err(EngineError::EmptyText);
+        }
+        let tokens = self.model.tokenize(text, false)?;
+        self.append_tokens(id, &tokens, sink)
+    }
+
+    /// Appends one step of tokens to a session (created on first use), decoding only the
+    /// new tokens; `sink` sees the tapped rows of each new token in order.
+    pub fn append_tokens(
+        &mut self,
+        id: &str,
+        tokens: &[i32],
+        sink: &mut dyn FnMut(&TokenTap<'_>),
+    ) -> Result<AppendOutcome, EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyText);
+        }
+        if !self.sessions.contains_key(id) {
+            self.open_session(id, &[])?;
+        }
+        let mut outcome = self.make_room(id, tokens.len())?;
+        let seq = self.ensure_resident(id, &mut outcome)?;
+        let start = self.sessions.get(id).map_or(0, |s| s.tokens.len());
+        outcome.first_pos = start as i32;
+        outcome.new_tokens = tokens.len();
+        if let Err(e) = self.decode_into(seq, start, tokens, true, sink) {
+            self.evict(id);
+            return Err(e);
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.tokens.extend_from_slice(tokens);
+            s.steps.push_back(tokens.len());
+        }
+        Ok(outcome)
+    }
+
+    /// Removes a session's tokens from `len` on (e.g. to regenerate with steering).
+    pub fn rollback(&mut self, id: &str, len: usize) -> Result<(), EngineError> {
+        let session = self
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| EngineError::UnknownSession(id.to_string()))?;
+        if len < session.pinned || len > session.tokens.len() {
+            return Err(EngineError::Context(format!(
+                "cannot roll session {id:?} back to {len} tokens (it holds {}, {} pinned)",
+                session.tokens.len(),
+                session.pinned
+            )));
+        }
+        session.tokens.truncate(len);
+        // Recount steps: drop whole steps past `len`, trimming the one it cuts.
+        let mut kept = session.pinned;
+        let mut steps = VecDeque::new();
+        for &n in &session.steps {
+            if kept >= len {
+                break;
+            }
+            let take = n.min(len - kept);
+            steps.push_back(take);
+            kept += take;
+        }
+        session.steps = steps;
+        if let Some(seq) = session.seq {
+            // Whole-sequence clears never fail; a partial removal is followed by a check.
+            let mem_ok = self.ctx.clear_sequence_from(seq, len as i32)
+                && self.ctx.sequence_max_pos(seq) < len as i32;
+            if !mem_ok {
+                self.evict(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Generates up to `params.max_tokens` after appending `prompt` to the session.
+    /// `on_token` sees each sampled token with its tapped rows and may stop generation.
+    pub fn generate(
+        &mut self,
+        id: &str,
+        prompt: &[i32],
+        params: &GenerateParams,
+        on_prompt: &mut dyn FnMut(&TokenTap<'_>),
+        on_token: &mut dyn FnMut(&TokenTap<'_>, &str) -> ControlFlow<()>,
+    ) -> Result<GenerateOutcome, EngineError> {
+        self.append_tokens(id, prompt, on_prompt)?;
+        let mut sampler = RawSampler::new(params.temperature, params.top_p, params.seed)?;
+        let mut generated = Vec::new();
+        let mut text = String::new();
+        let mut stop = StopReason::MaxTokens;
+        while generated.len() < params.max_tokens {
+            let token = sampler.sample(&self.ctx);
+            if self.model.is_end_of_generation(token) {
+                stop = StopReason::EndOfGeneration;
+                break;
+            }
+            let window = self.session_window();
+            let (seq, pos) = match self.sessions.get(id) {
+                Some(Session {
+                    seq: Some(seq),
+                    tokens,
+                    ..
+                }) if tokens.len() < window => (*seq, tokens.len()),
+                _ => {
+                    stop = StopReason::ContextFull;
+                    break;
+                }
+            };
+            let piece = self.model.token_piece(token);
+            let mut flow = ControlFlow::Continue(());
+            let result = self.decode_into(seq, pos, &[token], true, &mut |tap| {
+                flow = on_token(tap, &piece);
+            });
+            if let Err(e) = result {
+                self.evict(id);
+                return Err(e);
+            }
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.tokens.push(token);
+                match s.steps.back_mut() {
+                    Some(last) => *last += 1,
+                    None => s.steps.push_back(1),
+                }
+            }
+            generated.push(token);
+            text.push_str(&piece);
+            if flow.is_break() {
+                stop = StopReason::Callback;
+                break;
+            }
+        }
+        Ok(GenerateOutcome {
+            tokens: generated,
+            text,
+            stop,
+        })
+    }
+
+    /// Adds `vector[layer]` to the output of each given block for tokens decoded from now on
+    /// (KV entries already in the cache keep what they were computed with). `None` clears it.
+    /// Layer 0 cannot be steered (llama.cpp's control vectors start at layer 1).
+    pub fn set_steering(&mut self, steering: Option<&[(u32, Vec<f32>)]>) -> Result<(), EngineError> {
+        let info = self.model.info();
+        let n_embd = info.n_embd as usize;
+        let Some(layers) = steering.filter(|l| !l.is_empty()) else {
+            self.ctx.set_control_vector(None, info.n_embd as i32, (-1, -1))?;
+            self.steering_active = false;
+            return Ok(());
+        };
+        let mut data = vec![0.0f32; (info.n_layer as usize - 1) * n_embd];
+        let (mut lo, mut hi) = (u32::MAX, 0);
+        for (layer, vector) in layers {
+            if *layer == 0 || *layer >= info.n_layer {
+                return Err(EngineError::Steering(format!(
+                    "layer {layer} cannot be steered (valid: 1..{})",
+                    info.n_layer - 1
+                )));
+            }
+            if vector.len() != n_embd {
+                return Err(EngineError::Steering(format!(
+                    "layer {layer}: vector has {} values, the model's width is {n_embd}",
+                    vector.len()
+                )));
+            }
+            if vector.iter().any(|v| !v.is_finite()) {
+                return Err(EngineError::Steering(format!(
+                    "layer {layer}: vector has non-finite values"
+                )));
+            }
+            let off = (*layer as usize - 1) * n_embd;
+            data[off..off + n_embd]
+                .iter_mut()
+                .zip(vector)
+                .for_each(|(d, v)| *d += v);
+            lo = lo.min(*layer);
+            hi = hi.max(*layer);
+        }
+        self.ctx
+            .set_control_vector(Some(&data), info.n_embd as i32, (lo as i32, hi as i32))?;
+        self.steering_active = true;
+        Ok(())
+    }
+
+    pub fn steering_active(&self) -> bool {
+        self.steering_active
+    }
+
+    /// Logits of the last decoded token.
+    pub fn last_logits(&self) -> Option<&[f32]> {
+        self.ctx.logits(-1, self.model.info().n_vocab as usize)
+    }
+
+    pub fn perf(&self) -> PerfStats {
+        self.ctx.perf()
+    }
+
+    /// Drops the oldest steps of `id` if `incoming` more tokens would not fit its window.
+    fn make_room(&mut self, id: &str, incoming: usize) -> Result<AppendOutcome, EngineError> {
+        let window = self.session_window();
+        let mut outcome = AppendOutcome::default();
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(EngineError::UnknownSession(id.to_string()));
+        };
+        if session.pinned + incoming > window {
+            return Err(EngineError::InputTooLarge {
+                what: "step (tokens)",
+                limit: window - session.pinned,
+                got: incoming,
+            });
+        }
+        if session.tokens.len() + incoming <= window {
+            return Ok(outcome);
+        }
+        // Drop to half the window so that overflows (and their re-decodes) stay rare.
+        let target = (window / 2).max(session.pinned + incoming);
+        let mut retained = session.tokens.len();
+        let mut drop_tokens = 0;
+        while retained + incoming > target {
+            let Some(n) = session.steps.pop_front() else {
+                break;
+            };
+            retained -= n;
+            drop_tokens += n;
+            outcome.dropped_steps += 1;
+        }
+        let pinned = session.pinned;
+        session.tokens.drain(pinned..pinned + drop_tokens);
+        // Positions shifted: the KV cache no longer matches and is rebuilt on residency.
+        if let Some(seq) = session.seq.take() {
+            self.ctx.clear_sequence(seq);
+            self.free_seqs.push(seq);
+        }
+        Ok(outcome)
+    }
+
+    /// Gives the session a KV sequence, evicting the least recently used session if needed,
+    /// and re-decodes its retained tokens (without taps) if it was not resident.
+    fn ensure_resident(&mut self, id: &str, outcome: &mut AppendOutcome) -> Result<i32, EngineError> {
+        self.clock += 1;
+        let clock = self.clock;
+        let session = self
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| EngineError::UnknownSession(id.to_string()))?;
+        session.last_used = clock;
+        if let Some(seq) = session.seq {
+            return Ok(seq);
+        }
+        if self.free_seqs.is_empty() {
+            let victim = self
+                .sessions
+                .iter()
+                .filter(|(k, s)| s.seq.is_some() && k.as_str() != id)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                self.evict(&victim);
+            }
+        }
+        let seq = self
+            .free_seqs
+            .pop()
+            .ok_or_else(|| EngineError::Context("no free KV sequence".into()))?;
+        let history = self
+            .sessions
+            .get(id)
+            .map(|s| s.tokens.clone())
+            .unwrap_or_default();
+        self.ctx.clear_sequence(seq);
+        if !history.is_empty() {
+            if let Err(e) = self.decode_into(seq, 0, &history, false, &mut |_| {}) {
+                self.ctx.clear_sequence(seq);
+                self.free_seqs.push(seq);
+                return Err(e);
+            }
+            outcome.redecoded_tokens += history.len();
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.seq = Some(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Frees a session's KV sequence; its tokens are kept and re-decoded on next use.
+    fn evict(&mut self, id: &str) {
+        if let Some(seq) = self.sessions.get_mut(id).and_then(|s| s.seq.take()) {
+            self.ctx.clear_sequence(seq);
+            self.free_seqs.push(seq);
+        }
+    }
+
+    fn decode_into(
+        &mut self,
+        seq: i32,
+        start: usize,
+        tokens: &[i32],
+        capture: bool,
+        sink: &mut dyn FnMut(&TokenTap<'_>),
+    ) -> Result<(), EngineError> {
+        let capture = capture && !self.taps.layers().is_empty();
+        self.taps.capture = capture;
+        let batch = self.config.n_batch as usize;
+        for (chunk_index, chunk) in tokens.chunks(batch).enumerate() {
+            let offset = chunk_index * batch;
+            let pos0 = (start + offset) as i32;
+            self.taps.begin_decode();
+            self.ctx
+                .decode(seq, pos0, chunk, capture && self.all_outputs)?;
+            if !capture {
+                continue;
+            }
+            self.taps
+                .check_complete(chunk.len())
+                .map_err(EngineError::Taps)?;
+            for (i, &token) in chunk.iter().enumerate() {
+                sink(&TokenTap {
+                    pos: pos0 + i as i32,
+                    token,
+                    index: offset + i,
+                    rows: self.taps.token_view(i),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_layers(layers: &[u32], n_layer: u32) -> Result<(), EngineError> {
+    match layers.iter().find(|&&l| l >= n_layer) {
+        Some(bad) => Err(EngineError::Taps(format!(
+            "layer {bad} does not exist (the model has layers 0..{})",
+            n_layer - 1
+        ))),
+        None => Ok(()),
+    }
+}

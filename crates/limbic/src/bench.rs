@@ -1,0 +1,271 @@
+//! `limbic bench engine`: what tapping costs, measured against taps-off in the same run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use limbic_engine::{Engine, EngineConfig, Model};
+use serde::Serialize;
+
+pub const PP_TOKENS: usize = 512;
+pub const TG_TOKENS: usize = 128;
+
+#[derive(Debug, Serialize)]
+pub struct EngineBench {
+    pub model: String,
+    pub repetitions: usize,
+    pub pp_tps_off: f64,
+    pub pp_tps_1: f64,
+    pub pp_tps_4: f64,
+    pub tg_tps_off: f64,
+    pub tg_tps_1: f64,
+    pub tg_tps_4: f64,
+    pub pp_cost_1: f64,
+    pub pp_cost_4: f64,
+    pub tg_cost_1: f64,
+    pub tg_cost_4: f64,
+}
+
+/// Deterministic text long enough for `PP_TOKENS + TG_TOKENS` tokens.
+pub fn bench_tokens(model: &Model, n: usize) -> Result<Vec<i32>> {
+    let sentence = "The agent reran the failing integration test, read the stack trace, \
+        and wrote a short note about the cache invalidation bug before touching the code. ";
+    let mut tokens = Vec::new();
+    while tokens.len() < n {
+        tokens.extend(model.tokenize(sentence, false)?);
+    }
+    tokens.truncate(n);
+    Ok(tokens)
+}
+
+fn tap_sets(n_layer: u32) -> [Vec<u32>; 3] {
+    let mid = n_layer / 2;
+    let q = (n_layer / 4).max(1);
+    // Four spread-out middle layers, never the last one (tapping it forces every token's logits).
+    let four = vec![q, mid - 1, mid + 1, (n_layer - q).min(n_layer - 2)];
+    [Vec::new(), vec![mid], four]
+}
+
+pub fn run_engine_bench(model: Arc<Model>, repetitions: usize) -> Result<EngineBench> {
+    let n_layer = model.info().n_layer;
+    let tokens = bench_tokens(&model, PP_TOKENS + TG_TOKENS)?;
+    let (prompt, decode) = tokens.split_at(PP_TOKENS);
+    let sets = tap_sets(n_layer);
+    let mut engines: Vec<Engine> = sets
+        .iter()
+        .map(|taps| {
+            Engine::new(
+                model.clone(),
+                EngineConfig {
+                    n_ctx: 1024,
+                    n_batch: 512,
+                    max_sessions: 1,
+                    taps: taps.clone(),
+                    threads: None,
+                },
+            )
+            .context("creating a bench engine")
+        })
+        .collect::<Result<_>>()?;
+    let mut pp = vec![Vec::new(); sets.len()];
+    let mut tg = vec![Vec::new(); sets.len()];
+    // Warm-up, then interleave configurations so drift affects them all alike.
+    for engine in engines.iter_mut() {
+        one_run(engine, prompt, &decode[..8])?;
+    }
+    for _ in 0..repetitions.max(1) {
+        for (i, engine) in engines.iter_mut().enumerate() {
+            let (p, t) = one_run(engine, prompt, decode)?;
+            pp[i].push(p);
+            tg[i].push(t);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let pp: Vec<f64> = pp.iter_mut().map(med).collect();
+    let tg: Vec<f64> = tg.iter_mut().map(med).collect();
+    let cost = |base: f64, with: f64| 1.0 - with / base;
+    Ok(EngineBench {
+        model: model.info().path.display().to_string(),
+        repetitions,
+        pp_tps_off: pp[0],
+        pp_tps_1: pp[1],
+        pp_tps_4: pp[2],
+        tg_tps_off: tg[0],
+        tg_tps_1: tg[1],
+        tg_tps_4: tg[2],
+        pp_cost_1: cost(pp[0], pp[1]),
+        pp_cost_4: cost(pp[0], pp[2]),
+        tg_cost_1: cost(tg[0], tg[1]),
+        tg_cost_4: cost(tg[0], tg[2]),
+    })
+}
+
+/// One prompt-processing pass and one token-by-token decode pass; tokens/s for each.
+fn one_run(engine: &mut Engine, prompt: &[i32], decode: &[i32]) -> Result<(f64, f64)> {
+    engine.close_session("bench");
+    // The sink touches every row, as a probe would, so the copy cannot be skipped.
+    let mut checksum = 0.0f32;
+    let mut sink = |tap: &limbic_engine::TokenTap<'_>| {
+        for (_, row) in tap.rows.iter() {
+            checksum += row[0];
+        }
+    };
+    let start = Instant::now();
+    engine.append_tokens("bench", prompt, &mut sink)?;
+    let pp = prompt.len() as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for token in decode {
+        engine.append_tokens("bench", std::slice::from_ref(token), &mut sink)?;
+    }
+    let tg = decode.len() as f64 / start.elapsed().as_secs_f64();
+    std::hint::black_box(checksum);
+    Ok((pp, tg))
+}
+
+pub fn print_engine_bench(b: &EngineBench, model_path: &Path) {
+    println!("engine bench on {} ({} repetitions, medians)", model_path.display(), b.repetitions);
+    println!("                      taps off     1 layer      4 layers");
+    println!(
+        "prompt ({PP_TOKENS} tok)  {:>9.1} t/s {:>9.1} t/s {:>9.1} t/s   cost {:+.2}% / {:+.2}%",
+        b.pp_tps_off,
+        b.pp_tps_1,
+        b.pp_tps_4,
+        100.0 * b.pp_cost_1,
+        100.0 * b.pp_cost_4
+    );
+    println!(
+        "decode ({TG_TOKENS} tok)  {:>9.1} t/s {:>9.1} t/s {:>9.1} t/s   cost {:+.2}% / {:+.2}%",
+        b.tg_tps_off,
+        b.tg_tps_1,
+        b.tg_tps_4,
+        100.0 * b.tg_cost_1,
+        100.0 * b.tg_cost_4
+    );
+}
+
+/// `limbic bench guard`: step latency through the whole guard (render, decode with taps,
+/// probes, tracker, policy, audit commit) for sessions of growing length, against plain
+/// prompt processing of the same tokens with taps off, in the same run.
+#[derive(Debug, Serialize)]
+pub struct GuardBench {
+    pub sessions: Vec<SessionBench>,
+    /// Median over all steps: guard latency without the audit commit / plain decode.
+    pub ratio_scoring_vs_plain: f64,
+    /// Median over all steps: full guard latency (with the fsync'd audit commit) / plain decode.
+    pub ratio_full_vs_plain: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionBench {
+    pub steps: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub steps_per_s: f64,
+    /// Median latency of the last 10% of steps over the first 10% (≈1 when cost is flat).
+    pub late_over_early: f64,
+    pub plain_p50_ms: f64,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    percentile(&s, 0.5)
+}
+
+pub fn run_guard_bench(
+    args: &crate::guard::GuardArgs,
+    texts: &[crate::guard::StepInput],
+    lengths: &[usize],
+) -> Result<GuardBench> {
+    use crate::guard::{Guard, PolicySource};
+    let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
+    let audit = limbic_audit::AuditLog::open(
+        dir.path().join("bench.db"),
+        limbic_audit::AuditOptions::default(),
+    )?;
+    let scorer = args.build_scorer()?;
+    let model = scorer.model().clone();
+    let frame = crate::render::TurnFrame::for_model(&model)?;
+    let mut plain = Engine::new(
+        model.clone(),
+        EngineConfig {
+            n_ctx: args.n_ctx,
+            max_sessions: args.max_sessions,
+            ..Default::default()
+        },
+    )?;
+    let mut guard = Guard::new(Ok(scorer), PolicySource::load(args.policy.as_deref(), false)?, Some(audit));
+    let mut bare = Guard::new(
+        Ok(args.build_scorer()?),
+        PolicySource::load(args.policy.as_deref(), false)?,
+        None,
+    );
+    let mut sessions = Vec::new();
+    let (mut all_full, mut all_bare, mut all_plain) = (Vec::new(), Vec::new(), Vec::new());
+    for &n in lengths {
+        let id = format!("bench-{n}");
+        let mut full = Vec::with_capacity(n);
+        let started = Instant::now();
+        for i in 0..n {
+            let mut step = texts[i % texts.len()].clone();
+            step.session = id.clone();
+            step.step = Some(i as u64 + 1);
+            // Interleave the three measurements so drift affects them alike.
+            let t = Instant::now();
+            guard.check(&step)?;
+            full.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            bare.check(&step)?;
+            all_bare.push(t.elapsed().as_secs_f64() * 1e3);
+            let tokens = frame.render(&model, &step.text, Some(&step.action_text()))?.tokens;
+            let t = Instant::now();
+            plain.append_tokens(&id, &tokens, &mut |_| {})?;
+            all_plain.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let mut sorted = full.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let tenth = (n / 10).max(1);
+        sessions.push(SessionBench {
+            steps: n,
+            p50_ms: percentile(&sorted, 0.5),
+            p95_ms: percentile(&sorted, 0.95),
+            steps_per_s: n as f64 / wall,
+            late_over_early: median(&full[n - tenth..]) / median(&full[..tenth]),
+            plain_p50_ms: median(&all_plain[all_plain.len() - n..]),
+        });
+        all_full.extend(full);
+    }
+    Ok(GuardBench {
+        sessions,
+        ratio_scoring_vs_plain: median(&all_bare) / median(&all_plain),
+        ratio_full_vs_plain: median(&all_full) / median(&all_plain),
+    })
+}
+
+pub fn print_guard_bench(b: &GuardBench) {
+    println!("guard bench (each step: guard with audit | guard without audit | plain decode, interleaved)");
+    println!(" steps   p50 ms   p95 ms   steps/s   late/early   plain p50 ms");
+    for s in &b.sessions {
+        println!(
+            "{:>6} {:>8.2} {:>8.2} {:>9.1} {:>12.2} {:>14.2}",
+            s.steps, s.p50_ms, s.p95_ms, s.steps_per_s, s.late_over_early, s.plain_p50_ms
+        );
+    }
+    println!(
+        "step latency / plain prompt processing of the same tokens: {:.3} (probes + policy), {:.3} (with the audit commit)",
+        b.ratio_scoring_vs_plain, b.ratio_full_vs_plain
+    );
+}

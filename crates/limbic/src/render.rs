@@ -1,0 +1,69 @@
+//! How an agent step becomes tokens: one assistant turn in the model's own chat template,
+//! holding the agent's words and then the proposed action. Only the words are pooled by the
+//! probes; the action is context for later steps (the policy judges it as text).
+//!
+//! Vector building renders its prompt texts the same way, so probes see the same framing
+//! at build time and at run time.
+
+use anyhow::{anyhow, Result};
+use limbic_engine::{ChatMessage, Model};
+
+/// The model's assistant-turn framing, learned once from its chat template.
+#[derive(Debug, Clone)]
+pub struct TurnFrame {
+    prefix: Vec<i32>,
+    suffix: Vec<i32>,
+}
+
+/// The tokens of one step and which of them are the agent's words.
+pub struct RenderedStep {
+    pub tokens: Vec<i32>,
+    /// `tokens[words.clone()]` are the agent's own words (what the probes pool over).
+    pub words: std::ops::Range<usize>,
+}
+
+const MARKER: &str = "\u{2063}LIMBIC\u{2063}";
+
+impl TurnFrame {
+    /// Derives the assistant-turn prefix and suffix by formatting a conversation with and
+    /// without an assistant turn and cutting around a marker.
+    pub fn for_model(model: &Model) -> Result<TurnFrame> {
+        if model.info().chat_template.is_none() {
+            // No template: a plain "Agent:" framing still separates steps.
+            return Ok(TurnFrame {
+                prefix: model.tokenize("\nAgent: ", false)?,
+                suffix: model.tokenize("\n", false)?,
+            });
+        }
+        let user = ChatMessage::new("user", "continue");
+        let base = model.apply_chat_template(std::slice::from_ref(&user), false)?;
+        let full = model.apply_chat_template(&[user, ChatMessage::new("assistant", MARKER)], false)?;
+        let turn = full
+            .strip_prefix(&base)
+            .ok_or_else(|| anyhow!("chat template is not incremental; cannot frame steps"))?;
+        let (prefix, suffix) = turn
+            .split_once(MARKER)
+            .ok_or_else(|| anyhow!("chat template dropped the message text"))?;
+        Ok(TurnFrame {
+            prefix: model.tokenize_templated(prefix, false)?,
+            suffix: model.tokenize_templated(suffix, false)?,
+        })
+    }
+
+    /// Renders a step. The words and the action are tokenized as plain text, so an agent
+    /// cannot inject control tokens.
+    pub fn render(&self, model: &Model, words: &str, action: Option<&str>) -> Result<RenderedStep> {
+        let mut tokens = self.prefix.clone();
+        let start = tokens.len();
+        tokens.extend(model.tokenize(words.trim(), false)?);
+        let words_range = start..tokens.len();
+        if let Some(action) = action.filter(|a| !a.trim().is_empty()) {
+            tokens.extend(model.tokenize(&format!("\nAction: {}", action.trim()), false)?);
+        }
+        tokens.extend_from_slice(&self.suffix);
+        Ok(RenderedStep {
+            tokens,
+            words: words_range,
+        })
+    }
+}
