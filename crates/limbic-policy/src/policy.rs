@@ -40,6 +40,9 @@ pub const FAIL_OPEN_RULE_ID: &str = "fail_mode.open";
 const RESERVED_RULE_IDS: &[&str] = &[DEFAULT_RULE_ID, FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID];
 const SUPPORTED_VERSION: i64 = 1;
 
+/// Threshold name: the least stress a step needs for `or_spike` to count its session's spike.
+pub const SPIKE_FLOOR: &str = "spike_floor";
+
 /// A loaded, validated policy. Cheap to share behind an `Arc`; deciding never
 /// mutates it.
 #[derive(Debug, Clone)]
@@ -75,6 +78,9 @@ struct Condition {
     read_only: Option<bool>,
     stress_at_least: Option<f32>,
     or_spike: bool,
+    /// With `or_spike`, a spike still needs the step itself at least this stressed
+    /// (threshold `spike_floor`), so a spike held by hysteresis does not block a calm step.
+    spike_floor: f32,
     spike: Option<bool>,
     emotions_all: Vec<(String, f32)>,
     emotions_any: Vec<(String, f32)>,
@@ -454,7 +460,8 @@ impl Condition {
             return None;
         }
         if let Some(threshold) = self.stress_at_least {
-            if !(step.stress >= threshold || (self.or_spike && step.spike)) {
+            let spiking = self.or_spike && step.spike && step.stress >= self.spike_floor;
+            if !(step.stress >= threshold || spiking) {
                 return None;
             }
         }
@@ -859,6 +866,11 @@ impl Resolver<'_> {
             read_only: when.read_only,
             stress_at_least,
             or_spike: when.or_spike,
+            spike_floor: self
+                .thresholds
+                .get(SPIKE_FLOOR)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY),
             spike: when.spike,
             emotions_all: self.emotion_list(&when.emotions, "emotions", location)?,
             emotions_any: self.emotion_list(&when.emotions_any, "emotions_any", location)?,

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use crate::render::TurnFrame;
 
 /// One matched pair of a contrastive set (`vectors/prompts/<emotion>.jsonl`).
+// All fields are parsed so a malformed set is refused, even those the build does not use.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptPair {
@@ -23,6 +25,7 @@ pub struct PromptPair {
 }
 
 /// One line of the neutral corpus (`vectors/prompts/neutral.jsonl`).
+#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeutralText {
@@ -52,17 +55,19 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
 
 /// Pooled rows: `rows[text][layer_slot]` has n_embd values (mean over the text's words).
 pub struct Pooled {
-    pub layers: Vec<u32>,
     pub rows: Vec<Vec<Vec<f32>>>,
 }
 
-/// Decodes each text alone and mean-pools its word tokens at every tapped layer.
+/// Mean-pools each text's word tokens at every tapped layer. Texts are decoded in
+/// sessions of `session_len` consecutive steps (1 = each text alone): calibration texts
+/// are read in context, as the guard reads an agent's steps.
 pub fn pool_texts(
     engine: &mut Engine,
     model: &Model,
     frame: &TurnFrame,
     texts: &[&str],
     label: &str,
+    session_len: usize,
 ) -> Result<Pooled> {
     let layers = engine.tapped_layers().to_vec();
     let n_embd = model.info().n_embd as usize;
@@ -74,11 +79,13 @@ pub fn pool_texts(
     );
     bar.set_message(label.to_string());
     let mut rows = Vec::with_capacity(texts.len());
-    for text in texts {
+    for (i, text) in texts.iter().enumerate() {
         let step = frame.render(model, text, None)?;
         let mut sums = vec![vec![0.0f32; n_embd]; layers.len()];
         let mut count = 0usize;
-        engine.close_session("pool");
+        if i % session_len.max(1) == 0 {
+            engine.close_session("pool");
+        }
         engine.append_tokens("pool", &step.tokens, &mut |tap| {
             if tap.pos == 0 || !step.words.contains(&tap.index) {
                 return;
@@ -99,5 +106,5 @@ pub fn pool_texts(
     }
     engine.close_session("pool");
     bar.finish_and_clear();
-    Ok(Pooled { layers, rows })
+    Ok(Pooled { rows })
 }

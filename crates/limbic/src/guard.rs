@@ -179,7 +179,6 @@ pub struct Reading {
     pub peaks: Vec<(String, f32)>,
     pub signature: f32,
     pub track: TrackState,
-    pub tokens: usize,
 }
 
 /// The model, its session state and the probes.
@@ -294,7 +293,6 @@ impl Scorer {
             peaks: per_emotion(|s| s.peak_z),
             signature,
             track,
-            tokens: scores.scored_tokens as usize,
         })
     }
 }
@@ -403,10 +401,6 @@ impl Guard {
     /// The hot-reload handle, when the policy file is watched.
     pub fn policy_handle(&self) -> Option<PolicyHandle> {
         self.policy.handle()
-    }
-
-    pub fn audit(&self) -> Option<&AuditLog> {
-        self.audit.as_ref()
     }
 
     /// Scores, decides and records one step. The outcome is returned only after its audit

@@ -67,6 +67,10 @@ pub struct BuildArgs {
     /// Cross-validation folds.
     #[arg(long, default_value_t = 5)]
     folds: usize,
+    /// Rebuild the committed pack of every known model (fetching models as needed) into
+    /// vectors/<model>/; ignores --model and --out.
+    #[arg(long)]
+    all_models: bool,
 }
 
 pub fn run(cmd: VectorsCmd) -> Result<ExitCode> {
@@ -123,8 +127,18 @@ fn model_dir_name(model: &Model) -> String {
 }
 
 fn build(args: BuildArgs) -> Result<ExitCode> {
+    if args.all_models {
+        for known in crate::models::KNOWN_MODELS {
+            build_one(&args, Some(known.name), None)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    build_one(&args, args.model.as_deref(), args.out.clone())
+}
+
+fn build_one(args: &BuildArgs, model: Option<&str>, out: Option<PathBuf>) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let model = crate::load_model(args.model.as_deref())?;
+    let model = crate::load_model(model)?;
     let info = model.info().clone();
     let method = if args.method == "pca" {
         Method::Pca
@@ -166,7 +180,16 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
         method
     );
     let neutral_texts: Vec<&str> = neutral.iter().map(|n| n.text.as_str()).collect();
-    let neutral_rows = pool_texts(&mut engine, &model, &frame, &neutral_texts, "neutral")?;
+    // Calibration reads the neutral corpus as agent sessions (the guard's condition);
+    // the neutral variance to project out is taken from the same rows.
+    let neutral_rows = pool_texts(
+        &mut engine,
+        &model,
+        &frame,
+        &neutral_texts,
+        "neutral",
+        CALIBRATION_SESSION_STEPS,
+    )?;
     let neutral_basis: Vec<Vec<Vec<f32>>> = (0..layers.len())
         .map(|slot| {
             let rows: Vec<&[f32]> = neutral_rows.rows.iter().map(|r| r[slot].as_slice()).collect();
@@ -174,10 +197,7 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
         })
         .collect();
 
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("vectors").join(model_dir_name(&model)));
+    let out_dir = out.unwrap_or_else(|| PathBuf::from("vectors").join(model_dir_name(&model)));
     let cv = CvConfig {
         folds: args.folds,
         method,
@@ -188,8 +208,8 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
     for (emotion, pairs) in &sets {
         let pos: Vec<&str> = pairs.iter().map(|p| p.positive.as_str()).collect();
         let neg: Vec<&str> = pairs.iter().map(|p| p.negative.as_str()).collect();
-        let pos_rows = pool_texts(&mut engine, &model, &frame, &pos, &format!("{emotion} +"))?;
-        let neg_rows = pool_texts(&mut engine, &model, &frame, &neg, &format!("{emotion} -"))?;
+        let pos_rows = pool_texts(&mut engine, &model, &frame, &pos, &format!("{emotion} +"), 1)?;
+        let neg_rows = pool_texts(&mut engine, &model, &frame, &neg, &format!("{emotion} -"), 1)?;
         let data: Vec<LayerData> = layers
             .iter()
             .enumerate()
@@ -260,11 +280,7 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
             },
         );
     }
-    let weights: BTreeMap<String, f64> = args
-        .emotions
-        .iter()
-        .map(|e| (e.clone(), f64::from(limbic_probe::default_weight(e).unwrap_or(0.0))))
-        .collect();
+    let weights = calibrated_weights(&args.emotions, &entries, &vectors, &neutral_rows, &layers)?;
     let manifest = PackManifest {
         limbic_version: env!("CARGO_PKG_VERSION").to_string(),
         prompts_hash,
@@ -287,6 +303,58 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Neutral steps per calibration session.
+const CALIBRATION_SESSION_STEPS: usize = 6;
+
+/// The default emotion weights, scaled so the combined signature has unit standard
+/// deviation on the neutral corpus: the signature then reads in "neutral sigmas", which is
+/// what policy and tracker thresholds are written in. (Its neutral mean is 0 by
+/// construction: every z-score is centred on the same rows.)
+fn calibrated_weights(
+    emotions: &[String],
+    entries: &BTreeMap<String, EmotionEntry>,
+    vectors: &BTreeMap<String, ControlVector>,
+    neutral: &crate::collect::Pooled,
+    layers: &[u32],
+) -> Result<BTreeMap<String, f64>> {
+    let base: Vec<f64> = emotions
+        .iter()
+        .map(|e| f64::from(limbic_probe::default_weight(e).unwrap_or(0.0)))
+        .collect();
+    let mut signature = vec![0.0f64; neutral.rows.len()];
+    for (emotion, w) in emotions.iter().zip(&base) {
+        let (Some(entry), Some(cv)) = (entries.get(emotion), vectors.get(emotion)) else {
+            continue;
+        };
+        for (i, row) in neutral.rows.iter().enumerate() {
+            let mut z = 0.0f64;
+            for cal in &entry.calibration {
+                let slot = layers
+                    .iter()
+                    .position(|&l| l == cal.layer)
+                    .ok_or_else(|| anyhow!("layer {} was not tapped", cal.layer))?;
+                let dir = cv
+                    .directions
+                    .get(&cal.layer)
+                    .ok_or_else(|| anyhow!("{emotion}: no direction at {}", cal.layer))?;
+                z += (f64::from(math::dot(&row[slot], dir)) - cal.mean) / cal.std;
+            }
+            signature[i] += w * z / entry.calibration.len().max(1) as f64;
+        }
+    }
+    let n = signature.len() as f64;
+    let mean = signature.iter().sum::<f64>() / n;
+    let std = (signature.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    if !(std.is_finite() && std > 0.0) {
+        bail!("degenerate signature calibration (std {std})");
+    }
+    Ok(emotions
+        .iter()
+        .zip(base)
+        .map(|(e, w)| (e.clone(), w / std))
+        .collect())
 }
 
 /// Top principal components of rows after centering (the directions neutral text varies
