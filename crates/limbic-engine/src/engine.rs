@@ -399,11 +399,15 @@ impl Engine {
     /// Adds `vector[layer]` to the output of each given block for tokens decoded from now on
     /// (KV entries already in the cache keep what they were computed with). `None` clears it.
     /// Layer 0 cannot be steered (llama.cpp's control vectors start at layer 1).
-    pub fn set_steering(&mut self, steering: Option<&[(u32, Vec<f32>)]>) -> Result<(), EngineError> {
+    pub fn set_steering(
+        &mut self,
+        steering: Option<&[(u32, Vec<f32>)]>,
+    ) -> Result<(), EngineError> {
         let info = self.model.info();
         let n_embd = info.n_embd as usize;
         let Some(layers) = steering.filter(|l| !l.is_empty()) else {
-            self.ctx.set_control_vector(None, info.n_embd as i32, (-1, -1))?;
+            self.ctx
+                .set_control_vector(None, info.n_embd as i32, (-1, -1))?;
             self.steering_active = false;
             return Ok(());
         };
@@ -495,7 +499,11 @@ impl Engine {
 
     /// Gives the session a KV sequence, evicting the least recently used session if needed,
     /// and re-decodes its retained tokens (without taps) if it was not resident.
-    fn ensure_resident(&mut self, id: &str, outcome: &mut AppendOutcome) -> Result<i32, EngineError> {
+    fn ensure_resident(
+        &mut self,
+        id: &str,
+        outcome: &mut AppendOutcome,
+    ) -> Result<i32, EngineError> {
         self.clock += 1;
         let clock = self.clock;
         let session = self

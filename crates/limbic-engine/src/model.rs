@@ -137,7 +137,8 @@ impl Model {
             .iter()
             .map(|m| (m.role.clone(), m.content.clone()))
             .collect();
-        self.raw.apply_chat_template(template, &pairs, add_assistant)
+        self.raw
+            .apply_chat_template(template, &pairs, add_assistant)
     }
 }
 

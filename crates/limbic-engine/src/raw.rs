@@ -57,12 +57,11 @@ unsafe impl Sync for RawModel {}
 impl RawModel {
     pub(crate) fn load(path: &Path, n_gpu_layers: i32) -> Result<Self, EngineError> {
         init_backend();
-        let c_path = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| {
-            EngineError::Load {
+        let c_path =
+            CString::new(path.to_string_lossy().as_bytes()).map_err(|_| EngineError::Load {
                 path: path.to_path_buf(),
                 reason: "path contains a NUL byte".into(),
-            }
-        })?;
+            })?;
         // SAFETY: default params are plain data; the path is a valid C string for the call.
         let ptr = unsafe {
             let mut params = sys::llama_model_default_params();
@@ -128,7 +127,11 @@ impl RawModel {
             return None;
         }
         // SAFETY: non-null, NUL-terminated, owned by the model.
-        Some(unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 
     /// Tokenizes `text`; `add_special` adds BOS where the model wants it, `parse_special`
@@ -166,7 +169,9 @@ impl RawModel {
             // A negative count is the size llama.cpp needs; retry once with it.
             tokens.resize(n.unsigned_abs() as usize, 0);
         }
-        Err(EngineError::Tokenize("llama.cpp kept asking for a larger buffer".into()))
+        Err(EngineError::Tokenize(
+            "llama.cpp kept asking for a larger buffer".into(),
+        ))
     }
 
     pub(crate) fn token_piece(&self, token: i32) -> String {
@@ -199,7 +204,12 @@ impl RawModel {
             .map_err(|_| EngineError::Template("template contains a NUL byte".into()))?;
         let owned: Vec<(CString, CString)> = messages
             .iter()
-            .map(|(role, content)| Ok((CString::new(role.as_str())?, CString::new(content.as_str())?)))
+            .map(|(role, content)| {
+                Ok((
+                    CString::new(role.as_str())?,
+                    CString::new(content.as_str())?,
+                ))
+            })
             .collect::<Result<_, std::ffi::NulError>>()
             .map_err(|_| EngineError::Template("a message contains a NUL byte".into()))?;
         let chat: Vec<sys::llama_chat_message> = owned
@@ -209,7 +219,14 @@ impl RawModel {
                 content: content.as_ptr(),
             })
             .collect();
-        let mut buf = vec![0u8; 2 * messages.iter().map(|m| m.1.len() + m.0.len()).sum::<usize>() + 256];
+        let mut buf = vec![
+            0u8;
+            2 * messages
+                .iter()
+                .map(|m| m.1.len() + m.0.len())
+                .sum::<usize>()
+                + 256
+        ];
         for _ in 0..2 {
             let capacity = i32::try_from(buf.len()).unwrap_or(i32::MAX);
             // SAFETY: all pointers in `chat` point into `owned`, alive for the call; buf is writable.
@@ -341,7 +358,9 @@ impl RawContext {
                 "no room in the KV cache for this batch (context full)".into(),
             )),
             2 => Err(EngineError::Decode("decode was aborted".into())),
-            s => Err(EngineError::Decode(format!("llama_decode failed with status {s}"))),
+            s => Err(EngineError::Decode(format!(
+                "llama_decode failed with status {s}"
+            ))),
         }
     }
 
@@ -482,7 +501,11 @@ impl Drop for RawSampler {
 /// llama.cpp's eval callback. With `ask` it answers whether we want this tensor's data
 /// (only `l_out-<L>` for tapped layers, so untapped graphs are not split); without `ask`
 /// it copies the computed rows into the tap buffer. It always lets the graph continue.
-unsafe extern "C" fn tap_callback(t: *mut sys::ggml_tensor, ask: bool, user_data: *mut c_void) -> bool {
+unsafe extern "C" fn tap_callback(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user_data: *mut c_void,
+) -> bool {
     if t.is_null() || user_data.is_null() {
         return !ask;
     }

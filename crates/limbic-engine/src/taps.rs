@@ -69,7 +69,11 @@ impl TapState {
         let layer = digits
             .iter()
             .fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0'));
-        self.slot_of_layer.get(layer).copied().flatten().map(usize::from)
+        self.slot_of_layer
+            .get(layer)
+            .copied()
+            .flatten()
+            .map(usize::from)
     }
 
     /// Room for `rows` rows of `width` floats in `slot`, or `None` (recording a fault) when
@@ -84,7 +88,10 @@ impl TapState {
         let layer = self.layers.get(slot).copied().unwrap_or(u32::MAX);
         if !contiguous_f32 || width != self.n_embd as i64 || rows < 0 {
             self.fault.get_or_insert_with(|| {
-                format!("tap l_out-{layer}: expected contiguous f32 rows of {} values", self.n_embd)
+                format!(
+                    "tap l_out-{layer}: expected contiguous f32 rows of {} values",
+                    self.n_embd
+                )
             });
             return None;
         }
@@ -92,7 +99,10 @@ impl TapState {
         let start = self.filled_rows[slot];
         if start + rows > self.capacity_tokens {
             self.fault.get_or_insert_with(|| {
-                format!("tap l_out-{layer}: {} rows exceed the batch capacity", start + rows)
+                format!(
+                    "tap l_out-{layer}: {} rows exceed the batch capacity",
+                    start + rows
+                )
             });
             return None;
         }
@@ -118,10 +128,7 @@ impl TapState {
     }
 
     pub(crate) fn token_view(&self, index: usize) -> TapRows<'_> {
-        TapRows {
-            state: self,
-            index,
-        }
+        TapRows { state: self, index }
     }
 }
 
@@ -140,7 +147,12 @@ impl<'a> TapRows<'a> {
 
     /// The row of `layer`, if it is tapped.
     pub fn layer(&self, layer: u32) -> Option<&'a [f32]> {
-        let slot = self.state.slot_of_layer.get(layer as usize).copied().flatten()?;
+        let slot = self
+            .state
+            .slot_of_layer
+            .get(layer as usize)
+            .copied()
+            .flatten()?;
         Some(self.slot(usize::from(slot)))
     }
 
@@ -195,16 +207,26 @@ mod tests {
         let mut s = TapState::new(2, 4, 3);
         s.set_layers(&[1, 2]);
         s.begin_decode();
-        s.reserve_rows(0, 2, 3, true).unwrap().copy_from_slice(&[1., 2., 3., 4., 5., 6.]);
-        assert!(s.check_complete(3).is_err(), "layer 2 has not delivered yet");
-        s.reserve_rows(1, 2, 3, true).unwrap().copy_from_slice(&[7., 8., 9., 10., 11., 12.]);
+        s.reserve_rows(0, 2, 3, true)
+            .unwrap()
+            .copy_from_slice(&[1., 2., 3., 4., 5., 6.]);
+        assert!(
+            s.check_complete(3).is_err(),
+            "layer 2 has not delivered yet"
+        );
+        s.reserve_rows(1, 2, 3, true)
+            .unwrap()
+            .copy_from_slice(&[7., 8., 9., 10., 11., 12.]);
         s.check_complete(3).unwrap();
         let t1 = s.token_view(1);
         assert_eq!(t1.layer(1), Some(&[3., 4.][..]));
         assert_eq!(t1.layer(2), Some(&[9., 10.][..]));
         assert_eq!(t1.layer(3), None);
         assert_eq!(t1.iter().count(), 2);
-        assert!(s.reserve_rows(0, 2, 1, true).is_none(), "overflow is refused");
+        assert!(
+            s.reserve_rows(0, 2, 1, true).is_none(),
+            "overflow is refused"
+        );
         assert!(s.check_complete(3).is_err());
     }
 

@@ -50,11 +50,7 @@ fn engine(taps: &[u32], n_ctx: u32, max_sessions: u32) -> Engine {
 }
 
 /// Rows per (token index, layer) for one append.
-fn capture(
-    engine: &mut Engine,
-    session: &str,
-    text: &str,
-) -> Vec<Vec<(u32, Vec<f32>)>> {
+fn capture(engine: &mut Engine, session: &str, text: &str) -> Vec<Vec<(u32, Vec<f32>)>> {
     let mut rows = Vec::new();
     engine
         .append_text(session, text, &mut |tap| {
@@ -66,7 +62,10 @@ fn capture(
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn norm(a: &[f32]) -> f32 {
@@ -85,14 +84,24 @@ fn model_identity_is_read() {
         info.sha256,
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     );
-    assert!(info.chat_template.as_deref().unwrap_or("").contains("im_start"));
+    assert!(info
+        .chat_template
+        .as_deref()
+        .unwrap_or("")
+        .contains("im_start"));
     let templated = m
         .apply_chat_template(&[limbic_engine::ChatMessage::new("user", "hi")], true)
         .unwrap();
     assert!(templated.contains("<|im_start|>user\nhi<|im_end|>"));
     let toks = m.tokenize_templated(&templated, false).unwrap();
-    assert!(toks.len() < 12, "control markers become single tokens: {toks:?}");
-    assert_eq!(m.detokenize(&m.tokenize("hello world", false).unwrap()), "hello world");
+    assert!(
+        toks.len() < 12,
+        "control markers become single tokens: {toks:?}"
+    );
+    assert_eq!(
+        m.detokenize(&m.tokenize("hello world", false).unwrap()),
+        "hello world"
+    );
 }
 
 #[test]
@@ -120,7 +129,11 @@ fn taps_deliver_every_token_for_every_requested_layer() {
 #[test]
 fn attention_sink_token_has_an_outsized_norm() {
     let mut e = engine(&[15], 2048, 1);
-    let rows = capture(&mut e, "a", "Checking the deployment logs for the payment service now.");
+    let rows = capture(
+        &mut e,
+        "a",
+        "Checking the deployment logs for the payment service now.",
+    );
     // BOS-less SmolLM2: the first token of the sequence is the sink.
     let sink = norm(&rows[0][0].1);
     let rest: f32 = rows[1..].iter().map(|r| norm(&r[0].1)).sum::<f32>() / (rows.len() - 1) as f32;
@@ -151,7 +164,10 @@ fn step_by_step_decode_matches_one_shot_decode() {
         .iter()
         .flat_map(|p| m.tokenize(p, false).unwrap())
         .collect();
-    assert_eq!(whole_tokens, part_tokens, "test text must tokenize identically in parts");
+    assert_eq!(
+        whole_tokens, part_tokens,
+        "test text must tokenize identically in parts"
+    );
     assert_eq!(whole.len(), stepwise.len());
     let mut worst = 0.0f32;
     for (a, b) in whole.iter().zip(&stepwise) {
@@ -167,18 +183,33 @@ fn step_by_step_decode_matches_one_shot_decode() {
 fn sessions_do_not_see_each_others_tokens() {
     let layers = [12];
     let mut e = engine(&layers, 2048, 4);
-    capture(&mut e, "alice", "My favourite colour is green and I work on robots.");
-    capture(&mut e, "bob", "The database migration needs a rollback plan first.");
+    capture(
+        &mut e,
+        "alice",
+        "My favourite colour is green and I work on robots.",
+    );
+    capture(
+        &mut e,
+        "bob",
+        "The database migration needs a rollback plan first.",
+    );
     let alice_next = capture(&mut e, "alice", " Now I check the motor driver.");
 
     let mut fresh = engine(&layers, 2048, 4);
-    capture(&mut fresh, "solo", "My favourite colour is green and I work on robots.");
+    capture(
+        &mut fresh,
+        "solo",
+        "My favourite colour is green and I work on robots.",
+    );
     let solo_next = capture(&mut fresh, "solo", " Now I check the motor driver.");
     for (a, b) in alice_next.iter().zip(&solo_next) {
         let d = max_abs_diff(&a[0].1, &b[0].1) / norm(&a[0].1).max(1.0);
         assert!(d < 1e-3, "bob's tokens leaked into alice's session: {d}");
     }
-    assert_eq!(e.session_len("alice"), Some(e.session_len("alice").unwrap()));
+    assert_eq!(
+        e.session_len("alice"),
+        Some(e.session_len("alice").unwrap())
+    );
 }
 
 #[test]
@@ -187,17 +218,27 @@ fn eviction_and_redecode_keep_results_exact() {
     // transparently re-decoded when it comes back.
     let layers = [12];
     let mut e = engine(&layers, 2048, 2);
-    capture(&mut e, "a", "Session A starts with a calm review of the logs.");
+    capture(
+        &mut e,
+        "a",
+        "Session A starts with a calm review of the logs.",
+    );
     capture(&mut e, "b", "Session B is about the billing export.");
     capture(&mut e, "c", "Session C watches the robot arm.");
     let mut out = Vec::new();
     let outcome = e
-        .append_text("a", " A continues.", &mut |t| out.push(t.rows.layer(12).unwrap().to_vec()))
+        .append_text("a", " A continues.", &mut |t| {
+            out.push(t.rows.layer(12).unwrap().to_vec())
+        })
         .unwrap();
     assert!(outcome.redecoded_tokens > 0, "a was evicted and rebuilt");
 
     let mut fresh = engine(&layers, 2048, 2);
-    capture(&mut fresh, "a", "Session A starts with a calm review of the logs.");
+    capture(
+        &mut fresh,
+        "a",
+        "Session A starts with a calm review of the logs.",
+    );
     let expect = capture(&mut fresh, "a", " A continues.");
     for (got, want) in out.iter().zip(&expect) {
         assert!(max_abs_diff(got, &want[0].1) / norm(got).max(1.0) < 1e-3);
@@ -209,13 +250,17 @@ fn outgrowing_the_window_drops_oldest_steps_and_stays_exact() {
     // 256 tokens for one session: appending ~30-token steps overflows after a few.
     let layers = [10];
     let mut e = engine(&layers, 256, 1);
-    let step = |i: usize| format!(" Step {i}: I looked at the next failing check and wrote down what it says about the cache.");
+    let step = |i: usize| {
+        format!(" Step {i}: I looked at the next failing check and wrote down what it says about the cache.")
+    };
     let mut dropped = 0;
     let mut last_rows = Vec::new();
     for i in 0..20 {
         let mut rows = Vec::new();
         let outcome = e
-            .append_text("s", &step(i), &mut |t| rows.push(t.rows.layer(10).unwrap().to_vec()))
+            .append_text("s", &step(i), &mut |t| {
+                rows.push(t.rows.layer(10).unwrap().to_vec())
+            })
             .unwrap();
         dropped += outcome.dropped_steps;
         assert!(e.session_len("s").unwrap() <= e.session_window());
@@ -233,7 +278,9 @@ fn outgrowing_the_window_drops_oldest_steps_and_stays_exact() {
     fresh.append_tokens("s", history, &mut |_| {}).unwrap();
     let mut rows = Vec::new();
     fresh
-        .append_tokens("s", &last_tokens, &mut |t| rows.push(t.rows.layer(10).unwrap().to_vec()))
+        .append_tokens("s", &last_tokens, &mut |t| {
+            rows.push(t.rows.layer(10).unwrap().to_vec())
+        })
         .unwrap();
     assert_eq!(rows.len(), last_rows.len());
     for (a, b) in rows.iter().zip(&last_rows) {
@@ -252,8 +299,16 @@ fn steering_shifts_the_tapped_row_by_the_vector() {
     e.close_session("s");
     let steered = capture(&mut e, "s", text);
     // The first token sees no earlier (steered) context, so its row moves by exactly the vector.
-    let shift: Vec<f32> = steered[0][0].1.iter().zip(&plain[0][0].1).map(|(s, p)| s - p).collect();
-    assert!(max_abs_diff(&shift, &vector) < 1e-3, "shift differs from the vector");
+    let shift: Vec<f32> = steered[0][0]
+        .1
+        .iter()
+        .zip(&plain[0][0].1)
+        .map(|(s, p)| s - p)
+        .collect();
+    assert!(
+        max_abs_diff(&shift, &vector) < 1e-3,
+        "shift differs from the vector"
+    );
     // Later tokens move too (attention sees the steered past) — but by something else.
     assert!(max_abs_diff(&steered[3][0].1, &plain[3][0].1) > 1e-2);
 
@@ -360,13 +415,19 @@ fn bad_inputs_are_clear_errors() {
     let text = dir.join("notes.gguf");
     std::fs::write(&text, b"this is not a model at all, just text").unwrap();
     let msg = err(&text);
-    assert!(msg.contains("notes.gguf") && msg.to_lowercase().contains("gguf"), "{msg}");
+    assert!(
+        msg.contains("notes.gguf") && msg.to_lowercase().contains("gguf"),
+        "{msg}"
+    );
 
     let real = std::fs::read(model_path()).unwrap();
     let truncated = dir.join("truncated.gguf");
     std::fs::write(&truncated, &real[..real.len() / 2]).unwrap();
     let msg = err(&truncated);
-    assert!(msg.contains("truncated.gguf") && msg.to_lowercase().contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("truncated.gguf") && msg.to_lowercase().contains("truncated"),
+        "{msg}"
+    );
 
     let cvec = dir.join("controlvector.gguf");
     let mut w = limbic_gguf::GgufWriter::new();
@@ -374,7 +435,10 @@ fn bad_inputs_are_clear_errors() {
     w.add_tensor_f32("direction.1", &[576], vec![0.0; 576]);
     w.write(&cvec).unwrap();
     let msg = err(&cvec);
-    assert!(msg.contains("unsupported architecture") && msg.contains("controlvector"), "{msg}");
+    assert!(
+        msg.contains("unsupported architecture") && msg.contains("controlvector"),
+        "{msg}"
+    );
 
     // Context too small for the sessions asked for.
     let small = Engine::new(

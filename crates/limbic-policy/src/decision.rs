@@ -11,9 +11,12 @@ pub struct StepView<'a> {
     pub tool: &'a str,
     /// The tool call's arguments, as JSON.
     pub args: &'a serde_json::Value,
-    /// Combined stress signature for the session, in calibrated z units.
+    /// Combined stress signature for the step, in neutral sigmas: 0 is the neutral
+    /// calibration corpus read as agent sessions, 1 is one standard deviation of it.
     pub stress: f32,
-    /// Whether the probe flagged a sudden rise in stress at this step.
+    /// Whether the session's stress tracker reports a spike (a sustained or sudden
+    /// rise, possibly held over from earlier steps). For `or_spike` rules it counts
+    /// only when `stress` is at least the policy's `spike_floor`, if it has one.
     pub spike: bool,
     /// Per-emotion calibrated z-scores (mean over the step), by emotion name.
     pub scores: &'a [(&'a str, f32)],

@@ -22,7 +22,7 @@
 //! let args = json!({"command": "git commit -am 'fix' --no-verify"});
 //! let calm = StepView { tool: "Bash", args: &args, stress: 0.0, spike: false, scores: &[] };
 //! assert!(!policy.decide(&calm).kind.blocks_action());
-//! let stressed = StepView { stress: 2.5, ..calm };
+//! let stressed = StepView { stress: 3.5, ..calm };
 //! assert_eq!(policy.decide(&stressed).kind, DecisionKind::Veto);
 //! # Ok::<(), limbic_policy::PolicyError>(())
 //! ```
@@ -40,7 +40,7 @@ pub use decision::{Decision, DecisionKind, Reroute, RerouteKind, StepView};
 pub use error::PolicyError;
 pub use policy::{
     Policy, BUILTIN_POLICIES, DEFAULT_POLICY_TOML, DEFAULT_RULE_ID, EDGE_ROBOT_POLICY_TOML,
-    FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID, WORKSTATION_POLICY_TOML,
+    FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID, SPIKE_FLOOR, WORKSTATION_POLICY_TOML,
 };
 pub use spec::FailMode;
 pub use template::PLACEHOLDERS;

@@ -234,8 +234,8 @@ proptest! {
     #[test]
     fn default_policy_is_monotone_in_stress(
         index in 0usize..30,
-        low in -2.0f32..4.0,
-        delta in 0.0f32..4.0,
+        low in -2.0f32..8.0,
+        delta in 0.0f32..8.0,
         spike in any::<bool>(),
     ) {
         let policy = default_policy();
@@ -252,10 +252,14 @@ proptest! {
 fn spike_alone_counts_as_stress_for_integrity_rules() {
     let policy = default_policy();
     let args = json!({"command": "git commit -am 'fix' --no-verify"});
-    assert!(!decide(policy, "Bash", &args, 0.2, false, &[])
+    // Above the spike floor but well below "elevated": without a spike only a warning.
+    let stress = 1.2;
+    assert!(stress >= policy.threshold("spike_floor").unwrap());
+    assert!(stress < policy.threshold("elevated").unwrap());
+    assert!(!decide(policy, "Bash", &args, stress, false, &[])
         .kind
         .blocks_action());
-    let d = decide(policy, "Bash", &args, 0.2, true, &[]);
+    let d = decide(policy, "Bash", &args, stress, true, &[]);
     assert_eq!(d.kind, DecisionKind::Veto);
     assert_eq!(d.rule_id, "stressed-integrity-veto");
 }
@@ -265,27 +269,27 @@ fn desperation_vetoes_earlier_than_overall_stress() {
     let policy = default_policy();
     let args = json!({"file_path": "tests/test_invoice.py", "old_string": "assert a", "new_string": "pass"});
     // Moderate signature, desperation low: only a warning.
-    let d = decide(policy, "Edit", &args, 0.7, false, &[("desperation", 0.4)]);
+    let d = decide(policy, "Edit", &args, 1.5, false, &[("desperation", 1.0)]);
     assert_eq!(d.kind, DecisionKind::Warn);
     // Same signature, desperation high: veto, and the reason names the emotion.
     let d = decide(
         policy,
         "Edit",
         &args,
-        0.7,
+        1.5,
         false,
-        &[("calm", -1.0), ("desperation", 2.3)],
+        &[("calm", -1.0), ("desperation", 4.3)],
     );
     assert_eq!(d.kind, DecisionKind::Veto);
     assert_eq!(d.rule_id, "desperate-integrity-veto");
-    assert!(d.reason.contains("desperation at 2.30"), "{}", d.reason);
+    assert!(d.reason.contains("desperation at 4.30"), "{}", d.reason);
 }
 
 #[test]
 fn stressed_force_push_is_rerouted_to_a_dry_run() {
     let policy = default_policy();
     let args = json!({"command": "git push --force origin main"});
-    let d = decide(policy, "Bash", &args, 1.4, false, &[]);
+    let d = decide(policy, "Bash", &args, 3.4, false, &[]);
     assert_eq!(d.kind, DecisionKind::Reroute);
     let Some(Reroute::Substitute { suggestion }) = &d.reroute else {
         panic!("expected a substitute, got {:?}", d.reroute);
@@ -309,23 +313,32 @@ fn stressed_force_push_is_rerouted_to_a_dry_run() {
 #[test]
 fn stressed_irreversible_actions_need_confirmation() {
     let policy = default_policy();
-    for (tool, args) in [
-        ("Bash", json!({"command": "rm -rf target/"})),
-        ("sql", json!({"query": "DROP TABLE staging.events_v1;"})),
+    // (tool, args, spike): an outbound message is held only with a session spike
+    // (see `stressed_messages_are_confirmed_only_with_a_spike`); the rest on stress alone.
+    for (tool, args, spike) in [
+        ("Bash", json!({"command": "rm -rf target/"}), false),
+        (
+            "sql",
+            json!({"query": "DROP TABLE staging.events_v1;"}),
+            false,
+        ),
         (
             "transfer_funds",
             json!({"amount": 4800, "to": "globex-billing-account"}),
+            false,
         ),
         (
             "email",
             json!({"to": "it-admin@globex.example", "subject": "Re: SSO", "body": "Resolved."}),
+            true,
         ),
         (
             "actuator",
             json!({"device": "r3.arm", "command": "set_speed", "value": 1.3}),
+            false,
         ),
     ] {
-        let d = decide(policy, tool, &args, 1.2, false, &[]);
+        let d = decide(policy, tool, &args, 3.2, spike, &[]);
         assert_eq!(d.kind, DecisionKind::Reroute, "{tool} {args}: {}", d.reason);
         assert_eq!(d.reroute, Some(Reroute::Confirm), "{tool} {args}");
         let calm = decide(policy, tool, &args, 0.0, false, &[]);
@@ -342,7 +355,7 @@ fn stressed_irreversible_actions_need_confirmation() {
 fn safety_changes_are_vetoed_under_stress_and_only_warned_when_calm() {
     let policy = default_policy();
     let args = json!({"key": "r3.safety.thermal_interlock", "value": false});
-    let stressed = decide(policy, "set_config", &args, 1.1, false, &[]);
+    let stressed = decide(policy, "set_config", &args, 3.1, false, &[]);
     assert_eq!(stressed.kind, DecisionKind::Veto);
     assert_eq!(stressed.rule_id, "stressed-safety-veto");
     let calm = decide(policy, "set_config", &args, 0.0, false, &[]);
@@ -355,13 +368,13 @@ fn actuators_are_vetoed_at_high_stress_but_stops_never_are() {
     let policy = default_policy();
     let go = json!({"device": "amr-2.drive", "command": "set_speed", "value": 1.5});
     assert_eq!(
-        decide(policy, "actuator", &go, 2.5, false, &[]).kind,
+        decide(policy, "actuator", &go, 4.5, false, &[]).kind,
         DecisionKind::Veto
     );
     for policy in builtins() {
         for command in ["stop", "emergency_stop", "land", "park"] {
             let stop = json!({"device": "amr-2.drive", "command": command});
-            for (stress, spike) in [(0.0, false), (5.0, true), (f32::NAN, false)] {
+            for (stress, spike) in [(0.0, false), (9.0, true), (f32::NAN, false)] {
                 let d = decide(policy, "actuator", &stop, stress, spike, &[]);
                 assert_eq!(
                     d.kind,
@@ -383,19 +396,24 @@ fn actuators_are_vetoed_at_high_stress_but_stops_never_are() {
 fn spike_on_high_stress_pauses_everything_but_reads() {
     let policy = default_policy();
     let write = json!({"file_path": "notes/todo.md", "content": "ship it"});
-    let d = decide(policy, "Write", &write, 2.4, true, &[]);
+    let d = decide(policy, "Write", &write, 4.4, true, &[]);
     assert_eq!(d.kind, DecisionKind::Reroute);
     assert_eq!(d.reroute, Some(Reroute::Pause));
     assert_eq!(d.rule_id, "spike-high-stress-pause");
     // Same stress without the spike: unclassified work is not interfered with.
     assert_eq!(
-        decide(policy, "Write", &write, 2.4, false, &[]).kind,
+        decide(policy, "Write", &write, 4.4, false, &[]).kind,
+        DecisionKind::Allow
+    );
+    // A spike below "high" does not pause unclassified work either.
+    assert_eq!(
+        decide(policy, "Write", &write, 3.5, true, &[]).kind,
         DecisionKind::Allow
     );
     // Reads continue through a spike.
     let read = json!({"file_path": "src/main.rs"});
     assert_eq!(
-        decide(policy, "Read", &read, 3.0, true, &[]).kind,
+        decide(policy, "Read", &read, 5.0, true, &[]).kind,
         DecisionKind::Allow
     );
 }
@@ -408,19 +426,32 @@ fn edge_robot_confirms_actuators_already_at_moderate_stress() {
     assert_eq!(edge.fail_mode(), FailMode::Closed);
     let go = json!({"device": "z4.booster", "command": "start", "value": true});
     assert_eq!(
-        decide(default, "actuator", &go, 0.6, false, &[]).kind,
+        decide(default, "actuator", &go, 1.5, false, &[]).kind,
         DecisionKind::Warn
     );
-    let d = decide(edge, "actuator", &go, 0.6, false, &[]);
+    let d = decide(edge, "actuator", &go, 1.5, false, &[]);
     assert_eq!(
         (d.kind, d.reroute),
         (DecisionKind::Reroute, Some(Reroute::Confirm))
     );
-    // A spike alone vetoes motion on a robot.
+    // A spike vetoes motion on a robot well below "high", once the step itself is
+    // at the spike floor.
+    let d = decide(edge, "actuator", &go, 1.0, true, &[]);
+    assert_eq!(d.kind, DecisionKind::Veto);
+    assert_eq!(d.rule_id, "stressed-actuator-veto");
+    // Without the spike the same step is only confirmed; at "high" it is vetoed anyway.
     assert_eq!(
-        decide(edge, "actuator", &go, 0.1, true, &[]).kind,
+        decide(edge, "actuator", &go, 1.0, false, &[]).kind,
+        DecisionKind::Reroute
+    );
+    assert_eq!(
+        decide(edge, "actuator", &go, 3.5, false, &[]).kind,
         DecisionKind::Veto
     );
+    // A calm step under a spike held over from earlier steps is not blocked.
+    assert!(!decide(edge, "actuator", &go, 0.1, true, &[])
+        .kind
+        .blocks_action());
 }
 
 #[test]
@@ -472,8 +503,15 @@ fn reason_templates_are_filled_for_every_decision() {
     actions.extend(test_tampering_actions());
     for policy in builtins() {
         for (tool, args) in &actions {
-            for (stress, spike) in [(0.0, false), (0.7, false), (1.3, false), (2.5, true)] {
-                let d = decide(policy, tool, args, stress, spike, &[("fear", 1.9)]);
+            for (stress, spike) in [
+                (0.0, false),
+                (1.5, false),
+                (1.5, true),
+                (2.7, false),
+                (3.3, false),
+                (4.5, true),
+            ] {
+                let d = decide(policy, tool, args, stress, spike, &[("fear", 4.9)]);
                 for text in std::iter::once(&d.reason).chain(match &d.reroute {
                     Some(Reroute::Substitute { suggestion }) => Some(suggestion),
                     _ => None,
@@ -501,13 +539,13 @@ fn reason_templates_are_filled_for_every_decision() {
         policy,
         "Bash",
         &args,
-        1.75,
+        3.75,
         false,
-        &[("calm", -0.5), ("urgency", 2.25)],
+        &[("calm", -0.5), ("urgency", 4.25)],
     );
     assert_eq!(
         d.reason,
-        "skip_checks while stressed (stress 1.75 >= 1.00, spike no, strongest emotion urgency 2.25): \
+        "skip_checks while stressed (stress 3.75 >= 3.00, spike no, strongest emotion urgency 4.25): \
          changing tests, checks, results or logs under pressure makes a problem look solved instead of solving it"
     );
 }
@@ -638,7 +676,7 @@ fn decisions_serialise_for_the_audit_log() {
         policy,
         "Bash",
         &json!({"command": "git push -f"}),
-        1.5,
+        3.5,
         false,
         &[],
     );
@@ -648,4 +686,234 @@ fn decisions_serialise_for_the_audit_log() {
     assert_eq!(value["rule_id"], "stressed-history-rewrite-substitute");
     let back: Decision = serde_json::from_value(value).unwrap();
     assert_eq!(back, d);
+}
+
+// ---- spike floor ---------------------------------------------------------------
+
+/// A policy with one `or_spike` rule and one `spike = true` rule; `floor` adds a
+/// `spike_floor` threshold when given.
+fn spike_policy(floor: Option<f32>) -> Policy {
+    let floor_line = floor.map_or_else(String::new, |f| format!("spike_floor = {f:?}\n"));
+    Policy::from_toml_str(&format!(
+        r#"
+name = "spiky"
+[thresholds]
+elevated = 3.0
+{floor_line}
+[[class]]
+id = "push"
+description = "any git push"
+[[class.match]]
+tools = ["Bash"]
+args = ['\bgit\s+push\b']
+[[class]]
+id = "read_only"
+description = "reads"
+[[class.match]]
+tools = ["Read"]
+
+[[rule]]
+id = "stressed-push"
+when = {{ classes = ["push"], stress_at_least = "elevated", or_spike = true }}
+decision = "veto"
+reason = "push at {{stress}}"
+[[rule]]
+id = "spiking-read"
+when = {{ read_only = true, spike = true }}
+decision = "warn"
+reason = "read during spike"
+"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn without_a_spike_floor_a_spike_alone_satisfies_or_spike() {
+    let policy = spike_policy(None);
+    assert_eq!(policy.threshold("spike_floor"), None);
+    let push = json!({"command": "git push origin main"});
+    for stress in [-3.0, 0.0, 0.5, 2.9] {
+        let d = decide(&policy, "Bash", &push, stress, true, &[]);
+        assert_eq!(
+            (d.rule_id.as_str(), d.kind),
+            ("stressed-push", DecisionKind::Veto),
+            "spike at stress {stress}"
+        );
+        let d = decide(&policy, "Bash", &push, stress, false, &[]);
+        assert_eq!(d.rule_id, DEFAULT_RULE_ID, "no spike at stress {stress}");
+    }
+    assert_eq!(
+        decide(&policy, "Bash", &push, 3.0, false, &[]).rule_id,
+        "stressed-push"
+    );
+}
+
+#[test]
+fn a_spike_counts_for_or_spike_only_from_the_spike_floor_up() {
+    let policy = spike_policy(Some(1.0));
+    let push = json!({"command": "git push origin main"});
+    // Below the floor the held spike is ignored: the calm step goes through.
+    for stress in [-3.0, 0.0, 0.5, 0.999] {
+        let d = decide(&policy, "Bash", &push, stress, true, &[]);
+        assert_eq!(d.rule_id, DEFAULT_RULE_ID, "spike at stress {stress}");
+        assert_eq!(d.kind, DecisionKind::Allow);
+    }
+    // At and above the floor the spike counts, below "elevated" too.
+    for stress in [1.0, 1.5, 2.9] {
+        let d = decide(&policy, "Bash", &push, stress, true, &[]);
+        assert_eq!(
+            (d.rule_id.as_str(), d.kind),
+            ("stressed-push", DecisionKind::Veto),
+            "spike at stress {stress}"
+        );
+        // The floor does not lower `stress_at_least`: without a spike it still needs "elevated".
+        assert_eq!(
+            decide(&policy, "Bash", &push, stress, false, &[]).rule_id,
+            DEFAULT_RULE_ID,
+            "no spike at stress {stress}"
+        );
+    }
+    // "elevated" alone still suffices, spike or not.
+    for spike in [false, true] {
+        assert_eq!(
+            decide(&policy, "Bash", &push, 3.0, spike, &[]).rule_id,
+            "stressed-push"
+        );
+    }
+    // The floor narrows `or_spike` only: a `spike = true` condition ignores it.
+    let read = json!({"file_path": "a"});
+    assert_eq!(
+        decide(&policy, "Read", &read, 0.0, true, &[]).rule_id,
+        "spiking-read"
+    );
+}
+
+#[test]
+fn shipped_policies_define_a_spike_floor_between_calm_and_elevated() {
+    for policy in builtins() {
+        let floor = policy.threshold("spike_floor").unwrap();
+        assert!(
+            floor > 0.0 && floor <= policy.threshold("elevated").unwrap(),
+            "[{}] spike_floor {floor}",
+            policy.name()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    // A spike held over a calm step (stress below the floor) never blocks the
+    // corner-cutting an `or_spike` rule guards; from the floor up it does.
+    #[test]
+    fn shipped_or_spike_rules_respect_the_spike_floor(
+        index in 0usize..6,
+        fraction in 0.0f32..1.0,
+        below in 0.001f32..5.0,
+    ) {
+        let actions = test_tampering_actions();
+        let (tool, args) = &actions[index % actions.len()];
+        for policy in builtins() {
+            let floor = policy.threshold("spike_floor").unwrap();
+            let elevated = policy.threshold("elevated").unwrap();
+            let calm = decide(policy, tool, args, floor - below, true, &[]);
+            prop_assert!(
+                !calm.kind.blocks_action(),
+                "[{}] {tool} {args} at {} with spike: {:?} ({})",
+                policy.name(), floor - below, calm.kind, calm.reason
+            );
+            let stress = floor + (elevated - floor) * fraction * 0.999;
+            let d = decide(policy, tool, args, stress, true, &[]);
+            prop_assert_eq!(d.kind, DecisionKind::Veto, "[{}] {} at {}: {}", policy.name(), tool, stress, d.reason);
+            prop_assert_eq!(d.rule_id.as_str(), "stressed-integrity-veto");
+        }
+    }
+}
+
+// ---- outbound messages: confirmed only with a spike ----------------------------
+
+/// Status reports a stressed agent might send; the words themselves sound calm
+/// or stressed, the probe's signature is what the rule reads.
+fn status_messages() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "email",
+            json!({"to": "it-admin@globex.example", "subject": "Re: SSO outage", "body": "The SSO issue has been resolved. Your users can log in again."}),
+        ),
+        (
+            "email",
+            json!({"to": "lead@acme.dev", "subject": "URGENT: still failing", "body": "I am out of ideas, everything is broken and the deadline is in an hour."}),
+        ),
+        (
+            "http_request",
+            json!({"method": "POST", "url": "https://hooks.slack.internal/services/T01/B09/incidents", "body": {"text": "Orders migration resolved, no data impact."}}),
+        ),
+    ]
+}
+
+#[test]
+fn stressed_messages_are_confirmed_only_with_a_spike() {
+    for policy in builtins() {
+        let name = policy.name();
+        let moderate = policy.threshold("moderate").unwrap();
+        let elevated = policy.threshold("elevated").unwrap();
+        let high = policy.threshold("high").unwrap();
+        for (tool, args) in status_messages() {
+            let calm = decide(policy, tool, &args, 0.0, false, &[]);
+            assert!(
+                calm.classes.contains(&"outbound_message".to_owned()),
+                "[{name}] {tool} {args}: {:?}",
+                calm.classes
+            );
+            assert_eq!(calm.kind, DecisionKind::Allow, "[{name}] {tool} {args}");
+            // One stressed-sounding step without a session spike: sent, with a warning.
+            for stress in [moderate, elevated, high + 1.0] {
+                let d = decide(policy, tool, &args, stress, false, &[]);
+                assert_eq!(
+                    d.kind,
+                    DecisionKind::Warn,
+                    "[{name}] {tool} {args} at {stress}: {}",
+                    d.reason
+                );
+            }
+            // A spike over a step below "moderate" does not hold the message either.
+            let d = decide(policy, tool, &args, moderate * 0.5, true, &[]);
+            assert!(!d.kind.blocks_action(), "[{name}] {tool}: {}", d.reason);
+            // A spike with the step at least moderately stressed: a human confirms.
+            for stress in [moderate, (moderate + elevated) / 2.0, elevated] {
+                assert!(stress < high);
+                let d = decide(policy, tool, &args, stress, true, &[]);
+                assert_eq!(
+                    (d.kind, d.reroute.clone(), d.rule_id.as_str()),
+                    (
+                        DecisionKind::Reroute,
+                        Some(Reroute::Confirm),
+                        "stressed-message-confirm"
+                    ),
+                    "[{name}] {tool} {args} at {stress} with spike: {}",
+                    d.reason
+                );
+                assert!(d.reason.contains(&format!("{stress:.2}")), "{}", d.reason);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    // Without a session spike no stress level or emotion blocks a status message.
+    #[test]
+    fn messages_without_a_spike_are_never_blocked(
+        index in 0usize..3,
+        stress in -5.0f32..20.0,
+        scores in scores_strategy(),
+    ) {
+        let messages = status_messages();
+        let (tool, args) = &messages[index % messages.len()];
+        for policy in builtins() {
+            let d = decide(policy, tool, args, stress, false, &scores);
+            prop_assert!(!d.kind.blocks_action(), "[{}] {tool} {args} at {stress}: {:?} ({})", policy.name(), d.kind, d.reason);
+        }
+    }
 }

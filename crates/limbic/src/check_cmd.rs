@@ -144,8 +144,14 @@ pub fn demo(mut args: DemoArgs) -> Result<ExitCode> {
             .join(", ")
     );
     println!("audit log: {}", db.display());
-    println!("  verify the hash chain:  limbic audit verify --audit {}", db.display());
-    println!("  read the decisions:     limbic audit show --audit {}", db.display());
+    println!(
+        "  verify the hash chain:  limbic audit verify --audit {}",
+        db.display()
+    );
+    println!(
+        "  read the decisions:     limbic audit show --audit {}",
+        db.display()
+    );
     println!(
         "  or with SQL:            sqlite3 {} \"SELECT s.session_id, s.step_index, d.decision, d.rule_id, d.reason FROM decisions d JOIN steps s ON s.id = d.step_id\"",
         db.display()
@@ -155,7 +161,11 @@ pub fn demo(mut args: DemoArgs) -> Result<ExitCode> {
 
 fn print_outcome(input: &StepInput, o: &StepOutcome) {
     let words: String = input.text.chars().take(70).collect();
-    let ellipsis = if input.text.chars().count() > 70 { "…" } else { "" };
+    let ellipsis = if input.text.chars().count() > 70 {
+        "…"
+    } else {
+        ""
+    };
     let top = o
         .scores
         .iter()
@@ -172,7 +182,12 @@ fn print_outcome(input: &StepInput, o: &StepOutcome) {
         top
     );
     if o.decision != "allow" {
-        println!("          {}: {} ({})", o.rule, o.reason, input.action_text());
+        println!(
+            "          {}: {} ({})",
+            o.rule,
+            o.reason,
+            input.action_text()
+        );
     }
 }
 

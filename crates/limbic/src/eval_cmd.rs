@@ -51,10 +51,42 @@ struct LabelledStep {
 /// Words a naive filter would flag. It includes alarming technical words on purpose:
 /// that is what keyword matching does, and what the probes must do better than.
 pub const STRESS_KEYWORDS: &[&str] = &[
-    "desperate", "panic", "panicking", "hurry", "asap", "urgent", "urgently", "immediately",
-    "now", "again", "damn", "stupid", "ugh", "hate", "scared", "afraid", "worried", "terrified",
-    "hide", "nobody", "quick", "quickly", "deadline", "fail", "failed", "failing", "can't",
-    "cannot", "fatal", "kill", "critical", "disaster", "angry", "furious", "fired", "blame",
+    "desperate",
+    "panic",
+    "panicking",
+    "hurry",
+    "asap",
+    "urgent",
+    "urgently",
+    "immediately",
+    "now",
+    "again",
+    "damn",
+    "stupid",
+    "ugh",
+    "hate",
+    "scared",
+    "afraid",
+    "worried",
+    "terrified",
+    "hide",
+    "nobody",
+    "quick",
+    "quickly",
+    "deadline",
+    "fail",
+    "failed",
+    "failing",
+    "can't",
+    "cannot",
+    "fatal",
+    "kill",
+    "critical",
+    "disaster",
+    "angry",
+    "furious",
+    "fired",
+    "blame",
 ];
 
 /// Keyword hits per word of the step.
@@ -127,18 +159,19 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             action: step.action.clone(),
         }
         .action_text();
-        let reading = scorer.score_observed(&step.session, &step.text, &action, &mut |tap, scored| {
-            if !scored {
-                return;
-            }
-            count += 1;
-            for (i, (_, layer, dir)) in directions.iter().enumerate() {
-                if let Some(row) = tap.rows.layer(*layer) {
-                    debug_assert_eq!(row.len(), n_embd);
-                    sums[i] += math::dot(row, dir);
+        let reading =
+            scorer.score_observed(&step.session, &step.text, &action, &mut |tap, scored| {
+                if !scored {
+                    return;
                 }
-            }
-        })?;
+                count += 1;
+                for (i, (_, layer, dir)) in directions.iter().enumerate() {
+                    if let Some(row) = tap.rows.layer(*layer) {
+                        debug_assert_eq!(row.len(), n_embd);
+                        sums[i] += math::dot(row, dir);
+                    }
+                }
+            })?;
         for (i, s) in sums.iter().enumerate() {
             raw[i].push(s / count.max(1) as f32);
         }

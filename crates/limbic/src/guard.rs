@@ -91,6 +91,8 @@ pub struct StepOutcome {
     pub reason: String,
     pub classes: Vec<String>,
     pub latency_ms: f64,
+    /// Of `latency_ms`, the time spent committing the audit rows.
+    pub audit_ms: f64,
     /// Why the probes could not score this step (the fail mode decided).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unscored: Option<String>,
@@ -251,17 +253,18 @@ impl Scorer {
         let set = self.bank.probe_set()?;
         let mut acc = StepAccumulator::new(&set);
         let mut feed_error = None;
-        self.engine.append_tokens(session, &step.tokens, &mut |tap| {
-            let kind = if tap.pos == 0 || !step.words.contains(&tap.index) {
-                TokenKind::Skipped
-            } else {
-                TokenKind::Scored
-            };
-            observer(tap, kind == TokenKind::Scored);
-            if let Err(e) = acc.feed_token(&set, tap.rows.iter(), kind) {
-                feed_error.get_or_insert(e);
-            }
-        })?;
+        self.engine
+            .append_tokens(session, &step.tokens, &mut |tap| {
+                let kind = if tap.pos == 0 || !step.words.contains(&tap.index) {
+                    TokenKind::Skipped
+                } else {
+                    TokenKind::Scored
+                };
+                observer(tap, kind == TokenKind::Scored);
+                if let Err(e) = acc.feed_token(&set, tap.rows.iter(), kind) {
+                    feed_error.get_or_insert(e);
+                }
+            })?;
         let scores = acc.finish();
         if scores.scored_tokens == 0 {
             bail!(
@@ -273,9 +276,9 @@ impl Scorer {
         let config = self.tracker_config;
         let tracker = match self.trackers.entry(session.to_string()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?,
-            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
+            }
         };
         let track = tracker
             .update(signature)
@@ -308,7 +311,11 @@ fn pack_hash(dir: &Path) -> Result<String> {
     entries.sort();
     let mut hasher = Sha256::new();
     for path in entries {
-        hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        hasher.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         hasher.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
     }
     Ok(hex::encode(hasher.finalize()))
@@ -453,7 +460,7 @@ impl Guard {
                 ),
             };
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        let outcome = StepOutcome {
+        let mut outcome = StepOutcome {
             session: input.session.clone(),
             step: step_index,
             decision: decision.kind.as_str().to_string(),
@@ -466,9 +473,13 @@ impl Guard {
             reason: decision.reason.clone(),
             classes: decision.classes.clone(),
             latency_ms,
+            audit_ms: 0.0,
             unscored,
         };
+        let audit_started = Instant::now();
         self.record(input, &outcome, &decision, &policy, ts_start, stress)?;
+        outcome.audit_ms = audit_started.elapsed().as_secs_f64() * 1e3;
+        outcome.latency_ms += outcome.audit_ms;
         Ok(outcome)
     }
 
@@ -523,7 +534,10 @@ impl Guard {
             },
             &DecisionRecord {
                 decision: outcome.decision.clone(),
-                reroute: decision.reroute.as_ref().map(|r| r.kind().as_str().to_string()),
+                reroute: decision
+                    .reroute
+                    .as_ref()
+                    .map(|r| r.kind().as_str().to_string()),
                 rule_id: decision.rule_id.clone(),
                 reason: decision.reason.clone(),
                 classes: decision.classes.clone(),

@@ -273,7 +273,11 @@ fn model_cmd(cmd: ModelCmd) -> Result<ExitCode> {
                 println!("sha256:      {}", i.sha256);
                 println!(
                     "template:    {}",
-                    if i.chat_template.is_some() { "yes" } else { "none" }
+                    if i.chat_template.is_some() {
+                        "yes"
+                    } else {
+                        "none"
+                    }
                 );
             }
         }

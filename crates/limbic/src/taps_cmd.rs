@@ -66,7 +66,10 @@ pub fn run(args: TapsArgs) -> Result<ExitCode> {
             if words.contains(&tap.index) {
                 norm_sum[slot] += norm;
                 let unit: Vec<f32> = row.iter().map(|v| v / norm.max(1e-6)).collect();
-                centroid[slot].iter_mut().zip(&unit).for_each(|(c, u)| *c += u);
+                centroid[slot]
+                    .iter_mut()
+                    .zip(&unit)
+                    .for_each(|(c, u)| *c += u);
                 unit_rows[slot].push(unit);
             }
         }

@@ -192,7 +192,11 @@ fn build_one(args: &BuildArgs, model: Option<&str>, out: Option<PathBuf>) -> Res
     )?;
     let neutral_basis: Vec<Vec<Vec<f32>>> = (0..layers.len())
         .map(|slot| {
-            let rows: Vec<&[f32]> = neutral_rows.rows.iter().map(|r| r[slot].as_slice()).collect();
+            let rows: Vec<&[f32]> = neutral_rows
+                .rows
+                .iter()
+                .map(|r| r[slot].as_slice())
+                .collect();
             centered_components(&rows, args.neutral_components)
         })
         .collect();
@@ -208,8 +212,22 @@ fn build_one(args: &BuildArgs, model: Option<&str>, out: Option<PathBuf>) -> Res
     for (emotion, pairs) in &sets {
         let pos: Vec<&str> = pairs.iter().map(|p| p.positive.as_str()).collect();
         let neg: Vec<&str> = pairs.iter().map(|p| p.negative.as_str()).collect();
-        let pos_rows = pool_texts(&mut engine, &model, &frame, &pos, &format!("{emotion} +"), 1)?;
-        let neg_rows = pool_texts(&mut engine, &model, &frame, &neg, &format!("{emotion} -"), 1)?;
+        let pos_rows = pool_texts(
+            &mut engine,
+            &model,
+            &frame,
+            &pos,
+            &format!("{emotion} +"),
+            1,
+        )?;
+        let neg_rows = pool_texts(
+            &mut engine,
+            &model,
+            &frame,
+            &neg,
+            &format!("{emotion} -"),
+            1,
+        )?;
         let data: Vec<LayerData> = layers
             .iter()
             .enumerate()
@@ -346,7 +364,8 @@ fn calibrated_weights(
     }
     let n = signature.len() as f64;
     let mean = signature.iter().sum::<f64>() / n;
-    let std = (signature.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    let std =
+        (signature.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
     if !(std.is_finite() && std > 0.0) {
         bail!("degenerate signature calibration (std {std})");
     }
@@ -383,7 +402,9 @@ fn inspect(path: &Path) -> Result<ExitCode> {
         );
         println!("prompts: {}", pack.manifest().prompts_hash);
         for name in pack.emotions() {
-            let Some(e) = pack.emotion(name) else { continue };
+            let Some(e) = pack.emotion(name) else {
+                continue;
+            };
             let evidence: Vec<String> = e
                 .layers
                 .iter()

@@ -9,10 +9,7 @@ use serde_json::json;
 fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
     let dir = tempdir();
     let audit = dir.path().join("daemon.db");
-    let daemon = Daemon::start(
-        dir.path(),
-        &["--audit", audit.to_str().unwrap()],
-    );
+    let daemon = Daemon::start(dir.path(), &["--audit", audit.to_str().unwrap()]);
     let (status, body) = http(&daemon.addr, "GET", "/health", None);
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -31,7 +28,8 @@ fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
                             "Read",
                             json!({"file_path": format!("build/{s}/log-{i}.txt")}),
                         );
-                        let (status, body) = http(&addr, "POST", "/v1/steps", Some(body.as_bytes()));
+                        let (status, body) =
+                            http(&addr, "POST", "/v1/steps", Some(body.as_bytes()));
                         assert_eq!(status, 200, "{body}");
                         serde_json::from_str::<serde_json::Value>(&body).unwrap()
                     })
@@ -55,7 +53,11 @@ fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
         &daemon.addr,
         "POST",
         "/v1/steps",
-        Some(json!({"session": "x", "text": "no action"}).to_string().as_bytes()),
+        Some(
+            json!({"session": "x", "text": "no action"})
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(status, 422, "missing field: {body}");
     let huge = step_json("x", &"a".repeat(200_000), "Read", json!({}));
@@ -70,7 +72,9 @@ fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
     assert!(metrics.contains("limbic_llama_prompt_tokens_total"));
     drop(daemon);
 
-    let verify = run(limbic(dir.path()).args(["audit", "verify", "--audit"]).arg(&audit));
+    let verify = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).contains("ok:"));
 }
@@ -79,7 +83,8 @@ fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
 fn broken_policy_on_hot_reload_keeps_the_last_good_one() {
     let dir = tempdir();
     let policy = dir.path().join("policy.toml");
-    let good = std::fs::read_to_string(repo().join("firmware-configs/policy.default.toml")).unwrap();
+    let good =
+        std::fs::read_to_string(repo().join("firmware-configs/policy.default.toml")).unwrap();
     std::fs::write(&policy, &good).unwrap();
     let daemon = Daemon::start(
         dir.path(),
@@ -90,9 +95,10 @@ fn broken_policy_on_hot_reload_keeps_the_last_good_one() {
             dir.path().join("a.db").to_str().unwrap(),
         ],
     );
-    let hash_before = serde_json::from_str::<serde_json::Value>(&http(&daemon.addr, "GET", "/health", None).1)
-        .unwrap()["policy"]["hash"]
-        .clone();
+    let hash_before =
+        serde_json::from_str::<serde_json::Value>(&http(&daemon.addr, "GET", "/health", None).1)
+            .unwrap()["policy"]["hash"]
+            .clone();
     assert!(hash_before.is_string());
     std::fs::write(&policy, "this is [not toml").unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -105,15 +111,29 @@ fn broken_policy_on_hot_reload_keeps_the_last_good_one() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(
-        health["policy"]["last_error"].as_str().unwrap_or_default().contains("policy.toml"),
+        health["policy"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy.toml"),
         "{health}"
     );
-    assert_eq!(health["policy"]["hash"], hash_before, "the last good policy stays in force");
+    assert_eq!(
+        health["policy"]["hash"], hash_before,
+        "the last good policy stays in force"
+    );
     let (status, body) = http(
         &daemon.addr,
         "POST",
         "/v1/steps",
-        Some(step_json("s", "Reading the log.", "Read", json!({"file_path": "x.log"})).as_bytes()),
+        Some(
+            step_json(
+                "s",
+                "Reading the log.",
+                "Read",
+                json!({"file_path": "x.log"}),
+            )
+            .as_bytes(),
+        ),
     );
     assert_eq!(status, 200, "{body}");
 }

@@ -25,12 +25,7 @@ fn check_decides_every_line_and_reports_malformed_ones() {
             json!({"file_path": "logs/test.log"}),
         ),
         json!({"session": "s2", "text": "missing action"}).to_string(),
-        step_json(
-            "s2",
-            &"x".repeat(40_000),
-            "Bash",
-            json!({"command": "ls"}),
-        ),
+        step_json("s2", &"x".repeat(40_000), "Bash", json!({"command": "ls"})),
         step_json(
             "s3",
             "The review is done and approved; pushing the rebased feature branch.",
@@ -55,17 +50,40 @@ fn check_decides_every_line_and_reports_malformed_ones() {
     for i in [0, 2, 5] {
         let r = &rows[i];
         assert!(r.get("error").is_none(), "line {}: {r}", i + 1);
-        for key in ["session", "step", "decision", "stress", "spike", "scores", "rule", "reason", "latency_ms"] {
+        for key in [
+            "session",
+            "step",
+            "decision",
+            "stress",
+            "spike",
+            "scores",
+            "rule",
+            "reason",
+            "latency_ms",
+        ] {
             assert!(r.get(key).is_some(), "missing {key} in {r}");
         }
-        assert_eq!(r["scores"].as_object().unwrap().len(), 6, "six emotions scored");
+        assert_eq!(
+            r["scores"].as_object().unwrap().len(),
+            6,
+            "six emotions scored"
+        );
         // Calm, legitimate work is not blocked, destructive-looking or not.
         let d = r["decision"].as_str().unwrap();
-        assert!(d == "allow" || d == "warn", "calm line {} got {d}: {r}", i + 1);
+        assert!(
+            d == "allow" || d == "warn",
+            "calm line {} got {d}: {r}",
+            i + 1
+        );
     }
-    assert_eq!(rows[2]["step"], 2, "steps of a session are numbered in order");
+    assert_eq!(
+        rows[2]["step"], 2,
+        "steps of a session are numbered in order"
+    );
 
-    let verify = run(limbic(dir.path()).args(["audit", "verify", "--audit"]).arg(&audit));
+    let verify = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).starts_with("ok:"));
 }
@@ -92,7 +110,9 @@ fn audit_chain_detects_an_edit_made_with_sqlite3() {
         .arg("--audit")
         .arg(&audit));
     assert!(out.status.success(), "{}", stderr(&out));
-    let ok = run(limbic(dir.path()).args(["audit", "verify", "--audit"]).arg(&audit));
+    let ok = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
     assert!(ok.status.success(), "{}", stderr(&ok));
 
     let sqlite = std::process::Command::new("sqlite3")
@@ -101,10 +121,18 @@ fn audit_chain_detects_an_edit_made_with_sqlite3() {
         .output()
         .expect("the sqlite3 tool is needed for this test (apt-get install sqlite3)");
     assert!(sqlite.status.success(), "{}", stderr(&sqlite));
-    let bad = run(limbic(dir.path()).args(["audit", "verify", "--audit"]).arg(&audit));
-    assert!(!bad.status.success(), "an edited row must fail verification");
+    let bad = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
+    assert!(
+        !bad.status.success(),
+        "an edited row must fail verification"
+    );
     let msg = stderr(&bad);
-    assert!(msg.contains("TAMPERED") && msg.contains("decisions"), "{msg}");
+    assert!(
+        msg.contains("TAMPERED") && msg.contains("decisions"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -125,8 +153,14 @@ fn broken_policy_is_a_clear_error_on_start() {
         .arg(&policy));
     assert!(!out.status.success());
     let msg = stderr(&out);
-    assert!(msg.contains("broken.toml"), "error must name the file: {msg}");
-    assert!(stdout(&out).is_empty(), "no decisions under a broken policy");
+    assert!(
+        msg.contains("broken.toml"),
+        "error must name the file: {msg}"
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "no decisions under a broken policy"
+    );
 
     let serve = run(limbic(dir.path())
         .args(["serve", "--addr", "127.0.0.1:0", "--policy"])
@@ -142,8 +176,18 @@ fn missing_model_and_foreign_pack_fall_back_to_the_fail_mode() {
     std::fs::write(
         &input,
         [
-            step_json("s", "Reading the config.", "Read", json!({"file_path": "config.toml"})),
-            step_json("s", "Deleting the old logs.", "Bash", json!({"command": "rm -rf /var/log/app"})),
+            step_json(
+                "s",
+                "Reading the config.",
+                "Read",
+                json!({"file_path": "config.toml"}),
+            ),
+            step_json(
+                "s",
+                "Deleting the old logs.",
+                "Bash",
+                json!({"command": "rm -rf /var/log/app"}),
+            ),
         ]
         .join("\n"),
     )
@@ -155,9 +199,20 @@ fn missing_model_and_foreign_pack_fall_back_to_the_fail_mode() {
     assert!(stderr(&out).contains("fail mode"), "{}", stderr(&out));
     let rows = json_lines(&stdout(&out));
     assert_eq!(rows.len(), 2);
-    assert!(rows[0]["unscored"].as_str().unwrap().contains("/nonexistent/model.gguf"));
-    assert_eq!(rows[0]["decision"], "allow", "read-only actions pass when closed: {}", rows[0]);
-    assert_eq!(rows[1]["decision"], "veto", "fail closed blocks risky actions: {}", rows[1]);
+    assert!(rows[0]["unscored"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/model.gguf"));
+    assert_eq!(
+        rows[0]["decision"], "allow",
+        "read-only actions pass when closed: {}",
+        rows[0]
+    );
+    assert_eq!(
+        rows[1]["decision"], "veto",
+        "fail closed blocks risky actions: {}",
+        rows[1]
+    );
 
     // A pack built for another model is refused, naming the model it belongs to.
     let pack = repo().join("vectors/gemma3-270m");

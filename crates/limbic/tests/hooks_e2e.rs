@@ -8,7 +8,12 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::json;
 
-fn hook(home: &std::path::Path, agent: &str, addr: &str, event: &serde_json::Value) -> (i32, String, String) {
+fn hook(
+    home: &std::path::Path,
+    agent: &str,
+    addr: &str,
+    event: &serde_json::Value,
+) -> (i32, String, String) {
     let mut child = limbic(home)
         .args(["hook", agent, "--addr", addr])
         .stdin(Stdio::piped())
@@ -33,7 +38,12 @@ fn transcript(dir: &std::path::Path, name: &str, words: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn claude_event(session: &str, transcript: &str, tool: &str, input: serde_json::Value) -> serde_json::Value {
+fn claude_event(
+    session: &str,
+    transcript: &str,
+    tool: &str,
+    input: serde_json::Value,
+) -> serde_json::Value {
     json!({
         "session_id": session, "transcript_path": transcript, "cwd": "/tmp",
         "hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": input,
@@ -50,7 +60,10 @@ const CALM: &str = "The test output is clear: the parser rejects trailing commas
 #[test]
 fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
     let dir = tempdir();
-    let daemon = Daemon::start(dir.path(), &["--audit", dir.path().join("h.db").to_str().unwrap()]);
+    let daemon = Daemon::start(
+        dir.path(),
+        &["--audit", dir.path().join("h.db").to_str().unwrap()],
+    );
     let calm_t = transcript(dir.path(), "calm.jsonl", CALM);
     let hot_t = transcript(dir.path(), "hot.jsonl", DESPERATE);
 
@@ -77,7 +90,10 @@ fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
         ),
     );
     assert_eq!(code, 2, "stdout {out} stderr {err}");
-    assert!(out.contains("permissionDecision") && !err.is_empty(), "{out} / {err}");
+    assert!(
+        out.contains("permissionDecision") && !err.is_empty(),
+        "{out} / {err}"
+    );
 
     // Codex speaks the same event shape; blocking is exit 2.
     let (code, _, err) = hook(
@@ -94,7 +110,12 @@ fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
     assert_eq!(code, 2, "{err}");
 
     // Gemini: BeforeTool, JSON decision.
-    let mut gemini = claude_event("g1", &calm_t, "read_file", json!({"absolute_path": "/tmp/a"}));
+    let mut gemini = claude_event(
+        "g1",
+        &calm_t,
+        "read_file",
+        json!({"absolute_path": "/tmp/a"}),
+    );
     gemini["hook_event_name"] = json!("BeforeTool");
     let (code, out, _) = hook(dir.path(), "gemini", &daemon.addr, &gemini);
     assert_eq!(code, 0);
@@ -141,10 +162,11 @@ fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(claude_event("c4", &calm_t, "Read", json!({"file_path": "a"})).to_string().as_bytes())?;
+            c.stdin.take().expect("stdin").write_all(
+                claude_event("c4", &calm_t, "Read", json!({"file_path": "a"}))
+                    .to_string()
+                    .as_bytes(),
+            )?;
             c.wait_with_output()
         })
         .expect("hook");

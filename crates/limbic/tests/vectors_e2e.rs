@@ -32,7 +32,11 @@ w.add_tensor("direction.3", np.full(576, 0.5, dtype=np.float32))
 w.add_tensor("direction.7", np.full(576, -0.25, dtype=np.float32))
 w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 "#;
-    let st = Command::new("python3").args(["-c", script]).arg(&path).status().unwrap();
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = run(limbic(dir.path()).args(["vectors", "inspect"]).arg(&path));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -41,7 +45,10 @@ w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); 
     assert!(text.contains("width (n_embd): 576"), "{text}");
     assert!(text.contains("layers: 2 (3..=7)"), "{text}");
     // norms: 0.5*sqrt(576) = 12 and 0.25*24 = 6
-    assert!(text.contains("12.0000") && text.contains("6.0000"), "{text}");
+    assert!(
+        text.contains("12.0000") && text.contains("6.0000"),
+        "{text}"
+    );
 
     // And a limbic pack file loads in that tool.
     let ours = repo().join("vectors/smollm2-135m-instruct/desperation.gguf");
@@ -55,7 +62,11 @@ assert all(n.startswith("direction.") for n in names) and len(names) >= 3, names
 assert all(t.data.shape[-1] == 576 for t in r.tensors)
 print(len(names))
 "#;
-    let out = Command::new("python3").args(["-c", check]).arg(&ours).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", check])
+        .arg(&ours)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A pack directory is summarised, and garbage is a clear error.
@@ -88,14 +99,25 @@ fn eval_reports_auroc_with_controls_and_a_plot() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let summary = v["summary"]["cells"].as_array().unwrap();
-    let get = |name: &str| summary.iter().find(|c| c["emotion"] == name).unwrap().clone();
+    let get = |name: &str| {
+        summary
+            .iter()
+            .find(|c| c["emotion"] == name)
+            .unwrap()
+            .clone()
+    };
     let sig = get("stress_signature");
     let kw = get("keyword_baseline");
     for cell in [&sig, &kw] {
         let auroc = cell["auroc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auroc));
-        assert!(cell["ci_low"].as_f64().unwrap() <= auroc && auroc <= cell["ci_high"].as_f64().unwrap());
-        assert!((cell["perm_auroc"].as_f64().unwrap() - 0.5).abs() < 0.1, "{cell}");
+        assert!(
+            cell["ci_low"].as_f64().unwrap() <= auroc && auroc <= cell["ci_high"].as_f64().unwrap()
+        );
+        assert!(
+            (cell["perm_auroc"].as_f64().unwrap() - 0.5).abs() < 0.1,
+            "{cell}"
+        );
     }
     assert!(
         sig["auroc"].as_f64().unwrap() > kw["auroc"].as_f64().unwrap(),
@@ -115,8 +137,12 @@ fn rebuilding_a_vector_reproduces_the_committed_file() {
         .arg(&out_dir));
     assert!(out.status.success(), "{}", stderr(&out));
     let rebuilt = std::fs::read(out_dir.join("urgency.gguf")).unwrap();
-    let committed = std::fs::read(repo().join("vectors/smollm2-135m-instruct/urgency.gguf")).unwrap();
-    assert!(rebuilt == committed, "urgency.gguf differs from the committed vector");
+    let committed =
+        std::fs::read(repo().join("vectors/smollm2-135m-instruct/urgency.gguf")).unwrap();
+    assert!(
+        rebuilt == committed,
+        "urgency.gguf differs from the committed vector"
+    );
     let manifest = std::fs::read_to_string(out_dir.join("pack.toml")).unwrap();
     let committed_manifest =
         std::fs::read_to_string(repo().join("vectors/smollm2-135m-instruct/pack.toml")).unwrap();

@@ -98,7 +98,10 @@ impl Daemon {
                 break;
             }
             seen.push_str(&line);
-            if let Some(rest) = line.trim().strip_prefix("limbic serve: listening on http://") {
+            if let Some(rest) = line
+                .trim()
+                .strip_prefix("limbic serve: listening on http://")
+            {
                 addr = Some(rest.to_string());
                 break;
             }
