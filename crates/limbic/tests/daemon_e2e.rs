@@ -46,7 +46,7 @@ fn daemon_serves_concurrent_sessions_and_refuses_bad_requests() {
         }
     }
 
-    let (status, body) = http(&daemon.addr, "POST", "/v1/steps", Some(b"{\"session\": 1"));
+    let (status, body) = http(&daemon.addr, "POST", "/v1/steps", Some(b"{not json"));
     assert_eq!(status, 400, "malformed JSON: {body}");
     assert!(body.contains("error"));
     let (status, body) = http(
