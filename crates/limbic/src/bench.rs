@@ -52,31 +52,27 @@ pub fn run_engine_bench(model: Arc<Model>, repetitions: usize) -> Result<EngineB
     let tokens = bench_tokens(&model, PP_TOKENS + TG_TOKENS)?;
     let (prompt, decode) = tokens.split_at(PP_TOKENS);
     let sets = tap_sets(n_layer);
-    let mut engines: Vec<Engine> = sets
-        .iter()
-        .map(|taps| {
-            Engine::new(
-                model.clone(),
-                EngineConfig {
-                    n_ctx: 1024,
-                    n_batch: 512,
-                    max_sessions: 1,
-                    taps: taps.clone(),
-                    threads: None,
-                },
-            )
-            .context("creating a bench engine")
-        })
-        .collect::<Result<_>>()?;
+    // One context for every configuration: idle contexts' thread pools would otherwise
+    // compete for the cores with the one being measured.
+    let mut engine = Engine::new(
+        model.clone(),
+        EngineConfig {
+            n_ctx: 1024,
+            n_batch: 512,
+            max_sessions: 1,
+            taps: Vec::new(),
+            threads: None,
+        },
+    )
+    .context("creating the bench engine")?;
     let mut pp = vec![Vec::new(); sets.len()];
     let mut tg = vec![Vec::new(); sets.len()];
     // Warm-up, then interleave configurations so drift affects them all alike.
-    for engine in engines.iter_mut() {
-        one_run(engine, prompt, &decode[..8])?;
-    }
+    one_run(&mut engine, prompt, &decode[..8])?;
     for _ in 0..repetitions.max(1) {
-        for (i, engine) in engines.iter_mut().enumerate() {
-            let (p, t) = one_run(engine, prompt, decode)?;
+        for (i, taps) in sets.iter().enumerate() {
+            engine.set_taps(taps)?;
+            let (p, t) = one_run(&mut engine, prompt, decode)?;
             pp[i].push(p);
             tg[i].push(t);
         }
@@ -203,14 +199,6 @@ pub fn run_guard_bench(
     let scorer = args.build_scorer()?;
     let model = scorer.model().clone();
     let frame = crate::render::TurnFrame::for_model(&model)?;
-    let mut plain = Engine::new(
-        model.clone(),
-        EngineConfig {
-            n_ctx: args.n_ctx,
-            max_sessions: args.max_sessions,
-            ..Default::default()
-        },
-    )?;
     let mut guard = Guard::new(
         Ok(scorer),
         PolicySource::load(args.policy.as_deref(), false)?,
@@ -226,17 +214,27 @@ pub fn run_guard_bench(
             let mut step = texts[i % texts.len()].clone();
             step.session = id.clone();
             step.step = Some(i as u64 + 1);
-            // The same tokens through the guard and through a taps-off engine, alternately,
-            // so both sessions grow alike and drift affects both.
+            // The same tokens through the guard and with taps off, alternately, so both
+            // sessions grow alike and drift affects both.
             let outcome = guard.check(&step)?;
             full.push(outcome.latency_ms);
             all_scoring.push(outcome.latency_ms - outcome.audit_ms);
             let tokens = frame
                 .render(&model, &step.text, Some(&step.action_text()))?
                 .tokens;
+            // The baseline runs on the guard's own context (taps off, its own session), so
+            // no second thread pool competes for the cores.
+            let engine = guard
+                .scorer_mut()
+                .ok_or_else(|| anyhow::anyhow!("the guard has no scorer"))?
+                .engine_mut();
+            let taps = engine.tapped_layers().to_vec();
+            engine.set_taps(&[])?;
             let t = Instant::now();
-            plain.append_tokens(&id, &tokens, &mut |_| {})?;
+            let appended = engine.append_tokens(&format!("plain-{n}"), &tokens, &mut |_| {});
             plain_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            engine.set_taps(&taps)?;
+            appended?;
         }
         let mut sorted = full.clone();
         sorted.sort_by(|a, b| a.total_cmp(b));
@@ -261,7 +259,7 @@ pub fn run_guard_bench(
 
 pub fn print_guard_bench(b: &GuardBench) {
     println!(
-        "guard bench (each step through the guard, then the same tokens through a taps-off engine)"
+        "guard bench (each step through the guard, then the same tokens with taps off on the same context)"
     );
     println!(" steps   p50 ms   p95 ms   steps/s   late/early   plain p50 ms");
     for s in &b.sessions {

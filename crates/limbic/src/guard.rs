@@ -227,6 +227,11 @@ impl Scorer {
         &self.engine
     }
 
+    /// Direct engine access (benchmarks decode baselines on the same context).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     pub fn emotions(&self) -> &[String] {
         &self.bank.emotions
     }
@@ -395,6 +400,10 @@ impl Guard {
 
     pub fn scorer(&self) -> Option<&Scorer> {
         self.scorer.as_ref().ok()
+    }
+
+    pub fn scorer_mut(&mut self) -> Option<&mut Scorer> {
+        self.scorer.as_mut().ok()
     }
 
     pub fn scorer_error(&self) -> Option<&str> {
