@@ -545,7 +545,7 @@ fn reason_templates_are_filled_for_every_decision() {
     );
     assert_eq!(
         d.reason,
-        "skip_checks while stressed (stress 3.75 >= 3.00, spike no, strongest emotion urgency 4.25): \
+        "skip_checks while stressed (stress 3.75, threshold 3.00, spike no, strongest emotion urgency 4.25): \
          changing tests, checks, results or logs under pressure makes a problem look solved instead of solving it"
     );
 }

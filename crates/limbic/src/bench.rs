@@ -247,6 +247,13 @@ pub fn run_guard_bench(
             late_over_early: median(&full[n - tenth..]) / median(&full[..tenth]),
             plain_p50_ms: median(&plain_ms),
         });
+        if let Some(last) = sessions.last() {
+            // Progress for long runs: each session's line as soon as it is done.
+            eprintln!(
+                "session of {} steps: p50 {:.1} ms, p95 {:.1} ms, plain p50 {:.1} ms",
+                last.steps, last.p50_ms, last.p95_ms, last.plain_p50_ms
+            );
+        }
         all_full.extend(full);
         all_plain.extend(plain_ms);
     }

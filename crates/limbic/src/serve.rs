@@ -268,46 +268,47 @@ async fn health_handler(State(state): State<Arc<AppState>>) -> Response {
     Json(health).into_response()
 }
 
+/// Appends one Prometheus metric family with a single unlabelled sample.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     use std::fmt::Write;
     let m = &state.metrics;
     let mut out = String::new();
-    let _ = writeln!(out, "# HELP limbic_steps_total Steps decided.");
-    let _ = writeln!(out, "# TYPE limbic_steps_total counter");
-    let _ = writeln!(
-        out,
-        "limbic_steps_total {}",
-        m.steps.load(Ordering::Relaxed)
+    let steps = m.steps.load(Ordering::Relaxed);
+    metric(
+        &mut out,
+        "limbic_steps_total",
+        "counter",
+        "Steps decided.",
+        steps,
     );
-    let _ = writeln!(
-        out,
-        "# HELP limbic_step_errors_total Steps that failed (not decided)."
+    metric(
+        &mut out,
+        "limbic_step_errors_total",
+        "counter",
+        "Steps that failed (not decided).",
+        m.errors.load(Ordering::Relaxed),
     );
-    let _ = writeln!(out, "# TYPE limbic_step_errors_total counter");
-    let _ = writeln!(
-        out,
-        "limbic_step_errors_total {}",
-        m.errors.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP limbic_bad_requests_total Requests refused as malformed or too large."
-    );
-    let _ = writeln!(out, "# TYPE limbic_bad_requests_total counter");
-    let _ = writeln!(
-        out,
-        "limbic_bad_requests_total {}",
-        m.bad_requests.load(Ordering::Relaxed)
+    metric(
+        &mut out,
+        "limbic_bad_requests_total",
+        "counter",
+        "Requests refused as malformed or too large.",
+        m.bad_requests.load(Ordering::Relaxed),
     );
     let _ = writeln!(out, "# HELP limbic_decisions_total Decisions by kind.");
     let _ = writeln!(out, "# TYPE limbic_decisions_total counter");
     if let Ok(d) = m.decisions.lock() {
         for kind in ["allow", "warn", "veto", "reroute"] {
-            let _ = writeln!(
-                out,
-                "limbic_decisions_total{{decision=\"{kind}\"}} {}",
-                d.get(kind).copied().unwrap_or(0)
-            );
+            let count = d.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(out, "limbic_decisions_total{{decision=\"{kind}\"}} {count}");
         }
     }
     let _ = writeln!(
@@ -316,52 +317,45 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     );
     let _ = writeln!(out, "# TYPE limbic_step_latency_seconds histogram");
     for (i, b) in BUCKETS.iter().enumerate() {
+        let count = m.latency_buckets[i].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "limbic_step_latency_seconds_bucket{{le=\"{b}\"}} {}",
-            m.latency_buckets[i].load(Ordering::Relaxed)
+            "limbic_step_latency_seconds_bucket{{le=\"{b}\"}} {count}"
         );
     }
-    let steps = m.steps.load(Ordering::Relaxed);
     let _ = writeln!(
         out,
         "limbic_step_latency_seconds_bucket{{le=\"+Inf\"}} {steps}"
     );
-    let _ = writeln!(
-        out,
-        "limbic_step_latency_seconds_sum {}",
-        m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-    );
+    let sum = m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "limbic_step_latency_seconds_sum {sum}");
     let _ = writeln!(out, "limbic_step_latency_seconds_count {steps}");
     if let Ok(p) = m.llama.lock() {
-        let _ = writeln!(
-            out,
-            "# HELP limbic_llama_prompt_tokens_total Tokens llama.cpp processed in batches."
-        );
-        let _ = writeln!(out, "# TYPE limbic_llama_prompt_tokens_total counter");
-        let _ = writeln!(out, "limbic_llama_prompt_tokens_total {}", p.prompt_tokens);
-        let _ = writeln!(
-            out,
-            "# HELP limbic_llama_prompt_seconds_total Time llama.cpp spent on batches."
-        );
-        let _ = writeln!(out, "# TYPE limbic_llama_prompt_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "limbic_llama_prompt_seconds_total {}",
-            p.prompt_ms / 1e3
-        );
-        let _ = writeln!(
-            out,
-            "# HELP limbic_llama_eval_tokens_total Tokens llama.cpp decoded one at a time."
-        );
-        let _ = writeln!(out, "# TYPE limbic_llama_eval_tokens_total counter");
-        let _ = writeln!(out, "limbic_llama_eval_tokens_total {}", p.eval_tokens);
-        let _ = writeln!(
-            out,
-            "# HELP limbic_llama_eval_seconds_total Time llama.cpp spent decoding single tokens."
-        );
-        let _ = writeln!(out, "# TYPE limbic_llama_eval_seconds_total counter");
-        let _ = writeln!(out, "limbic_llama_eval_seconds_total {}", p.eval_ms / 1e3);
+        let llama = [
+            (
+                "limbic_llama_prompt_tokens_total",
+                "Tokens llama.cpp processed in batches.",
+                p.prompt_tokens as f64,
+            ),
+            (
+                "limbic_llama_prompt_seconds_total",
+                "Time llama.cpp spent on batches.",
+                p.prompt_ms / 1e3,
+            ),
+            (
+                "limbic_llama_eval_tokens_total",
+                "Tokens llama.cpp decoded one at a time.",
+                p.eval_tokens as f64,
+            ),
+            (
+                "limbic_llama_eval_seconds_total",
+                "Time llama.cpp spent decoding single tokens.",
+                p.eval_ms / 1e3,
+            ),
+        ];
+        for (name, help, value) in llama {
+            metric(&mut out, name, "counter", help, value);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
