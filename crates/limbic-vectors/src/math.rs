@@ -55,6 +55,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `rows` minus `mean`, in f64.
+fn centered_f64(rows: &[&[f32]], mean: &[f64]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .zip(mean)
+                .map(|(&x, m)| f64::from(x) - m)
+                .collect()
+        })
+        .collect()
+}
+
 fn mean_f64(rows: &[&[f32]]) -> Vec<f64> {
     assert!(!rows.is_empty(), "mean of zero rows");
     let dim = rows[0].len();
@@ -125,15 +137,7 @@ pub fn first_principal_component(
     align_to: Option<&[f32]>,
 ) -> Vec<f32> {
     let mean = mean_f64(rows);
-    let centered: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(&mean)
-                .map(|(&x, m)| f64::from(x) - m)
-                .collect()
-        })
-        .collect();
+    let centered = centered_f64(rows, &mean);
     let pc = power_iteration(&centered, iters);
     finish_component(pc, mean.len(), align_to)
 }
@@ -148,15 +152,7 @@ pub fn first_principal_component(
 /// If `rows` is empty or the rows differ in length.
 pub fn top_components(rows: &[&[f32]], k: usize, iters: usize) -> Vec<Vec<f32>> {
     let mean = mean_f64(rows);
-    let mut centered: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(&mean)
-                .map(|(&x, m)| f64::from(x) - m)
-                .collect()
-        })
-        .collect();
+    let mut centered = centered_f64(rows, &mean);
     let mut components = Vec::with_capacity(k);
     for _ in 0..k {
         let Some(pc) = power_iteration(&centered, iters) else {

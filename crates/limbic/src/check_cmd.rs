@@ -216,7 +216,7 @@ pub enum AuditCmd {
 fn audit_path(p: Option<PathBuf>) -> Result<PathBuf> {
     match p {
         Some(p) => Ok(p),
-        None => Ok(crate::models::limbic_home()?.join("audit.db")),
+        None => crate::guard::default_audit_path(),
     }
 }
 

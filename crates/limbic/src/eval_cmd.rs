@@ -152,13 +152,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     for step in &steps {
         let mut sums = vec![0.0f32; directions.len()];
         let mut count = 0usize;
-        let action = crate::guard::StepInput {
-            session: step.session.clone(),
-            step: None,
-            text: step.text.clone(),
-            action: step.action.clone(),
-        }
-        .action_text();
+        let action = step.action.text();
         let reading =
             scorer.score_observed(&step.session, &step.text, &action, &mut |tap, scored| {
                 if !scored {

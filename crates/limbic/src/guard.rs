@@ -45,6 +45,21 @@ pub struct ActionInput {
     pub args: serde_json::Value,
 }
 
+impl ActionInput {
+    /// The tool and its arguments as one line of text.
+    pub fn text(&self) -> String {
+        match &self.args {
+            serde_json::Value::Null => self.tool.clone(),
+            args => format!("{} {}", self.tool, args),
+        }
+    }
+}
+
+/// The audit log used when none is given: `$LIMBIC_HOME/audit.db`.
+pub fn default_audit_path() -> Result<PathBuf> {
+    Ok(crate::models::limbic_home()?.join("audit.db"))
+}
+
 impl StepInput {
     pub fn validate(&self) -> Result<()> {
         if self.session.trim().is_empty() || self.session.len() > 256 {
@@ -68,10 +83,7 @@ impl StepInput {
 
     /// The action as the model reads it: the tool and its arguments.
     pub fn action_text(&self) -> String {
-        match &self.action.args {
-            serde_json::Value::Null => self.action.tool.clone(),
-            args => format!("{} {}", self.action.tool, args),
-        }
+        self.action.text()
     }
 }
 
@@ -586,7 +598,7 @@ impl GuardArgs {
     pub fn audit_path(&self) -> Result<PathBuf> {
         match &self.audit {
             Some(p) => Ok(p.clone()),
-            None => Ok(crate::models::limbic_home()?.join("audit.db")),
+            None => default_audit_path(),
         }
     }
 
