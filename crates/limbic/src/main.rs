@@ -1,23 +1,20 @@
-//! limbic: an on-device safety guard for local AI agents.
+//! limbic: an on-device safety guard for local AI agents. This binary is the command line:
+//! clap types and dispatch here, one module per subcommand in `cmd/`, the agent hooks in
+//! `hook/`. The product lives in the libraries (`limbic-guard` and below).
 
-mod bench;
-mod check_cmd;
-mod collect;
-mod eval_cmd;
-mod guard;
-mod hooks;
-mod models;
-mod render;
-mod serve;
-mod taps_cmd;
-mod vectors_cmd;
+#![forbid(unsafe_code)]
+
+mod args;
+mod cmd;
+mod hook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use limbic_engine::{Model, ModelOptions};
+
+use crate::args::GuardArgs;
 
 #[derive(Parser)]
 #[command(
@@ -37,62 +34,42 @@ struct Cli {
 enum Command {
     /// Install, list and inspect models (GGUF).
     #[command(subcommand)]
-    Model(ModelCmd),
+    Model(cmd::model::ModelCmd),
     /// Show what the residual-stream taps see, per layer, for one agent step.
-    Taps(taps_cmd::TapsArgs),
+    Taps(cmd::taps::TapsArgs),
     /// Benchmarks, reported as ratios against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Replay the example transcripts through the guard and show each decision (the demo).
-    Demo(check_cmd::DemoArgs),
-    /// Check a file of agent steps (JSON Lines); one decision per line, in order.
-    Check(check_cmd::CheckArgs),
+    Demo(cmd::demo::DemoArgs),
+    /// Check a file of agent steps (JSON Lines); one decision per line, in order. Exits 4
+    /// when some lines could not be decided (each has an error line).
+    Check(cmd::check::CheckArgs),
     /// Run the guard as a local HTTP daemon (POST /v1/steps, GET /health, GET /metrics).
-    Serve(serve::ServeArgs),
+    Serve(cmd::serve::ServeArgs),
     /// Build, inspect and evaluate emotion vector packs.
     #[command(subcommand)]
-    Vectors(vectors_cmd::VectorsCmd),
+    Vectors(VectorsCmd),
     /// Verify and read the audit log.
     #[command(subcommand)]
-    Audit(check_cmd::AuditCmd),
+    Audit(cmd::audit::AuditCmd),
     /// Answer a coding agent's pre-tool hook (event JSON on stdin) by asking the daemon.
     /// Settings for each agent are in examples/hooks/.
-    Hook {
-        /// Which agent's hook protocol to speak.
-        agent: hooks::Agent,
-        /// The daemon's address (host:port, http://host:port or unix:/path).
-        #[arg(long, env = "LIMBIC_ADDR", default_value = serve::DEFAULT_ADDR)]
-        addr: String,
-        /// Allow the action when the daemon cannot be reached (default: deny).
-        #[arg(long)]
-        fail_open: bool,
-        /// Take the fail mode from this policy file's `fail_mode` instead.
-        #[arg(long, env = "LIMBIC_POLICY")]
-        policy: Option<PathBuf>,
-    },
+    Hook(hook::HookArgs),
 }
 
 #[derive(Subcommand)]
-enum ModelCmd {
-    /// Download a known model into the cache ($LIMBIC_HOME, else ~/.cache/limbic), verify its
-    /// sha256 and print its path.
-    Fetch {
-        /// Known model name (see `limbic model list`).
-        #[arg(default_value = models::DEFAULT_MODEL)]
-        name: String,
-        /// Download again even if a verified copy exists.
-        #[arg(long)]
-        force: bool,
+enum VectorsCmd {
+    /// Build a vector pack for a model from the contrastive prompt sets.
+    Build(cmd::vectors::BuildArgs),
+    /// Show what a control-vector GGUF holds (limbic's, llama.cpp's or repeng's).
+    Inspect {
+        /// A control-vector .gguf file, or a pack directory.
+        path: PathBuf,
     },
-    /// List the known models and whether they are installed.
-    List,
-    /// Load a GGUF model and print its identity (arch, layers, width, sha256, template).
-    Info {
-        /// A GGUF path or a known model name.
-        model: String,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Measure a pack on labelled steps: AUROC per emotion and layer, the combined stress
+    /// signature, a permutation control and a keyword baseline; table + PNG plot.
+    Eval(cmd::eval::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -114,7 +91,7 @@ enum BenchCmd {
     /// ratio to plain prompt processing of the same tokens.
     Guard {
         #[command(flatten)]
-        guard: guard::GuardArgs,
+        guard: GuardArgs,
         /// Session lengths to run.
         #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 100, 1000])]
         lengths: Vec<usize>,
@@ -148,139 +125,28 @@ fn init_tracing() {
         .init();
 }
 
-pub fn load_model(spec: Option<&str>) -> Result<std::sync::Arc<Model>> {
-    let path = models::resolve(spec, true)?;
-    Model::load(&path, &ModelOptions::default()).with_context(|| "loading the model".to_string())
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Model(cmd) => model_cmd(cmd),
-        Command::Taps(args) => taps_cmd::run(args),
-        Command::Demo(args) => check_cmd::demo(args),
-        Command::Check(args) => check_cmd::check(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Vectors(cmd) => vectors_cmd::run(cmd),
-        Command::Audit(cmd) => check_cmd::audit(cmd),
-        Command::Hook {
-            agent,
-            addr,
-            fail_open,
-            policy,
-        } => {
-            let policy_open = match &policy {
-                Some(p) => {
-                    limbic_policy::Policy::load(p)?.fail_mode() == limbic_policy::FailMode::Open
-                }
-                None => false,
-            };
-            let code = hooks::run_hook(
-                agent,
-                &addr,
-                fail_open || policy_open,
-                &mut std::io::stdin().lock(),
-                &mut std::io::stdout().lock(),
-                &mut std::io::stderr().lock(),
-            );
-            Ok(ExitCode::from(code))
-        }
+        Command::Model(c) => cmd::model::run(c),
+        Command::Taps(args) => cmd::taps::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Vectors(VectorsCmd::Build(args)) => cmd::vectors::build(args),
+        Command::Vectors(VectorsCmd::Inspect { path }) => cmd::vectors::inspect(&path),
+        Command::Vectors(VectorsCmd::Eval(args)) => cmd::eval::run(args),
+        Command::Audit(c) => cmd::audit::run(c),
+        Command::Hook(args) => Ok(hook::run(args)),
         Command::Bench(BenchCmd::Engine {
             model,
             repetitions,
             json,
-        }) => {
-            let model = load_model(model.as_deref())?;
-            let path = model.info().path.clone();
-            let result = bench::run_engine_bench(model, repetitions)?;
-            if json {
-                println!("{}", serde_json::to_string(&result)?);
-            } else {
-                bench::print_engine_bench(&result, &path);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => cmd::bench::engine(model.as_deref(), repetitions, json),
         Command::Bench(BenchCmd::Guard {
             guard,
             lengths,
             steps,
             json,
-        }) => {
-            let texts: Vec<guard::StepInput> = collect::read_jsonl(&steps)?;
-            let result = bench::run_guard_bench(&guard, &texts, &lengths)?;
-            if json {
-                println!("{}", serde_json::to_string(&result)?);
-            } else {
-                bench::print_guard_bench(&result);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => cmd::bench::guard(&guard.config(), &steps, &lengths, json),
     }
-}
-
-fn model_cmd(cmd: ModelCmd) -> Result<ExitCode> {
-    match cmd {
-        ModelCmd::Fetch { name, force } => {
-            let model = models::known(&name).with_context(|| {
-                format!(
-                    "unknown model {name:?}; known: {}",
-                    models::KNOWN_MODELS
-                        .iter()
-                        .map(|m| m.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-            let path = models::fetch(model, force)?;
-            println!("{}", path.display());
-        }
-        ModelCmd::List => {
-            for m in models::KNOWN_MODELS {
-                let path = models::cached_path(m)?;
-                let state = if path.exists() {
-                    format!("installed at {}", path.display())
-                } else {
-                    "not installed".to_string()
-                };
-                let default = if m.name == models::DEFAULT_MODEL {
-                    " (default)"
-                } else {
-                    ""
-                };
-                println!("{}{default}: {}\n    {state}", m.name, m.description);
-            }
-        }
-        ModelCmd::Info { model, json } => {
-            let path: PathBuf = models::resolve(Some(&model), false)?;
-            let model = Model::load(&path, &ModelOptions::default())?;
-            let i = model.info();
-            if json {
-                let v = serde_json::json!({
-                    "path": i.path, "arch": i.arch, "name": i.name, "n_layer": i.n_layer,
-                    "n_embd": i.n_embd, "n_vocab": i.n_vocab, "n_ctx_train": i.n_ctx_train,
-                    "sha256": i.sha256, "file_size": i.file_size,
-                    "chat_template": i.chat_template,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("path:        {}", i.path.display());
-                println!("name:        {}", i.name.as_deref().unwrap_or("-"));
-                println!("arch:        {}", i.arch);
-                println!("layers:      {}", i.n_layer);
-                println!("width:       {}", i.n_embd);
-                println!("vocabulary:  {}", i.n_vocab);
-                println!("trained ctx: {}", i.n_ctx_train);
-                println!("size:        {} bytes", i.file_size);
-                println!("sha256:      {}", i.sha256);
-                println!(
-                    "template:    {}",
-                    if i.chat_template.is_some() {
-                        "yes"
-                    } else {
-                        "none"
-                    }
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

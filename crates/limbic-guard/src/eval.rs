@@ -1,51 +1,42 @@
-//! `limbic vectors eval`: how well a pack's probes separate labelled steps.
-//!
-//! Steps are replayed exactly as the guard sees them (each appended to its session, so
-//! earlier steps are context). Reported per emotion and layer: AUROC of the raw projection
-//! against the `stress` label with a bootstrap interval and a label-permutation control;
-//! then the per-emotion calibrated scores, the combined stress signature, and a keyword
-//! baseline computed on the same steps.
+//! Measuring probes on labelled steps: steps are replayed exactly as the guard sees them
+//! (each appended to its session, so earlier steps are context). Per emotion and layer:
+//! AUROC of the raw projection against the `stress` label with a bootstrap interval and a
+//! label-permutation control; then the per-emotion calibrated scores, the combined stress
+//! signature, and a keyword baseline computed on the same steps.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use limbic_engine::EngineConfig;
-use limbic_vectors::{auroc_table, math, plot_auroc_png, AurocTable, EvalConfig, Pack};
+use anyhow::{bail, Result};
+use limbic_engine::{EngineConfig, Model};
+use limbic_vectors::{auroc_table, math, AurocTable, EvalConfig, Pack};
 use serde::Deserialize;
 
-use crate::guard::{ActionInput, Scorer};
+use crate::api::Action;
+use crate::scorer::Scorer;
 
-#[derive(Args)]
-pub struct EvalArgs {
-    /// A GGUF path or a known model name.
-    #[arg(long)]
-    model: Option<String>,
-    /// Vector pack directory (default: the committed pack for the model).
-    #[arg(long)]
-    pack: Option<PathBuf>,
-    /// Labelled steps, JSON Lines: {"session","step","text","action","stress"}.
-    #[arg(long, default_value = "tests/data/dev_trajectories.jsonl")]
-    data: PathBuf,
-    /// Where to draw the AUROC-per-layer plot.
-    #[arg(long, default_value = "vectors-eval.png")]
-    plot: PathBuf,
-    /// Print the results as JSON instead of tables.
-    #[arg(long)]
-    json: bool,
-    /// Bootstrap resamples and permutations per cell.
-    #[arg(long, default_value_t = 1000)]
-    resamples: usize,
+/// One labelled step (`tests/data/*.jsonl`); other fields of a line are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LabelledStep {
+    pub session: String,
+    pub text: String,
+    pub action: Action,
+    pub stress: u8,
+    #[serde(default)]
+    pub block: u8,
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct LabelledStep {
-    session: String,
-    text: String,
-    action: ActionInput,
-    stress: u8,
+/// Both tables of an evaluation.
+pub struct Evaluation {
+    pub steps: usize,
+    pub stressed: usize,
+    /// Raw projection per emotion and layer.
+    pub per_layer: AurocTable,
+    /// Calibrated per-emotion scores, the stress signature and the keyword baseline
+    /// (layer 0 stands for "the pack's chosen layers, calibrated and averaged").
+    pub summary: AurocTable,
 }
 
 /// Words a naive filter would flag. It includes alarming technical words on purpose:
@@ -104,14 +95,13 @@ pub fn keyword_score(text: &str) -> f32 {
     hits / (words.len().max(1) as f32).sqrt()
 }
 
-pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    let steps: Vec<LabelledStep> = crate::collect::read_jsonl(&args.data)?;
-    let model = crate::load_model(args.model.as_deref())?;
-    let pack_dir = match &args.pack {
-        Some(p) => p.clone(),
-        None => crate::vectors_cmd::default_pack_dir(&model)?,
-    };
-    let pack = Pack::load(&pack_dir).with_context(|| format!("loading {}", pack_dir.display()))?;
+/// Scores `steps` with `pack` on `model` and computes both AUROC tables.
+pub fn evaluate(
+    model: Arc<Model>,
+    pack: &Pack,
+    steps: &[LabelledStep],
+    resamples: usize,
+) -> Result<Evaluation> {
     let n_layer = model.info().n_layer;
     // Observe every layer the pack's files hold, so the table shows the whole landscape.
     let mut all_layers: Vec<u32> = pack
@@ -124,7 +114,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     all_layers.dedup();
     let mut scorer = Scorer::new(
         model.clone(),
-        &pack,
+        pack,
         EngineConfig {
             taps: all_layers.clone(),
             max_sessions: 4,
@@ -149,7 +139,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let mut keyword = Vec::new();
     let mut labels = Vec::new();
     let bar = indicatif::ProgressBar::new(steps.len() as u64);
-    for step in &steps {
+    for step in steps {
         let mut sums = vec![0.0f32; directions.len()];
         let mut count = 0usize;
         let action = step.action.text();
@@ -179,12 +169,12 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     if !labels.iter().any(|&l| l) || labels.iter().all(|&l| l) {
-        bail!("{} needs both stressed and calm steps", args.data.display());
+        bail!("the labelled steps need both stressed and calm steps");
     }
 
     let config = EvalConfig {
-        bootstrap_resamples: args.resamples,
-        permutations: args.resamples,
+        bootstrap_resamples: resamples,
+        permutations: resamples,
         ..Default::default()
     };
     let per_layer: Vec<limbic_vectors::StepScores> = directions
@@ -221,57 +211,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         labels: labels.clone(),
     });
     let summary = auroc_table(&summary_inputs, &config)?;
-    plot_auroc_png(
-        &layer_table,
-        &args.plot,
-        &limbic_vectors::eval::PlotOptions {
-            title: format!(
-                "AUROC per layer on {} ({} steps)",
-                args.data.display(),
-                labels.len()
-            ),
-            ..Default::default()
-        },
-    )?;
-
-    if args.json {
-        let v = serde_json::json!({
-            "data": args.data, "pack": pack_dir, "steps": labels.len(),
-            "stressed": labels.iter().filter(|&&l| l).count(),
-            "per_layer": layer_table, "summary": summary, "plot": args.plot,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!(
-            "{} steps ({} stressed) from {}; pack {}",
-            labels.len(),
-            labels.iter().filter(|&&l| l).count(),
-            args.data.display(),
-            pack_dir.display()
-        );
-        println!("\nPer emotion and layer (raw projection vs the stress label):");
-        print_table(&layer_table, false);
-        println!("\nCalibrated scores on the pack's chosen layers, the combined signature, and the keyword baseline:");
-        print_table(&summary, true);
-        println!("\nplot: {}", args.plot.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(table: &AurocTable, summary: bool) {
-    println!(
-        "{:<18} {:>5} {:>7} {:>17} {:>9} {:>9}",
-        "emotion", "layer", "AUROC", "95% CI", "perm", "p"
-    );
-    for c in &table.cells {
-        let layer = if summary {
-            "-".to_string()
-        } else {
-            c.layer.to_string()
-        };
-        println!(
-            "{:<18} {:>5} {:>7.3} {:>8.3}..{:<8.3} {:>9.3} {:>9.4}",
-            c.emotion, layer, c.auroc, c.ci_low, c.ci_high, c.perm_auroc, c.p_value
-        );
-    }
+    Ok(Evaluation {
+        steps: labels.len(),
+        stressed: labels.iter().filter(|&&l| l).count(),
+        per_layer: layer_table,
+        summary,
+    })
 }

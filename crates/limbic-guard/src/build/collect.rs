@@ -2,18 +2,16 @@
 //! same framing the guard uses), decoded in a fresh session, and its tapped rows are
 //! averaged over the agent's words (the attention-sink token never counts).
 
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use limbic_engine::{Engine, Model};
+use limbic_probe::TokenKind;
 use serde::Deserialize;
 
 use crate::render::TurnFrame;
 
-/// One matched pair of a contrastive set (`vectors/prompts/<emotion>.jsonl`).
-// All fields are parsed so a malformed set is refused, even those the build does not use.
-#[allow(dead_code)]
+/// One matched pair of a contrastive set (`vectors/prompts/<emotion>.jsonl`). All fields
+/// are parsed so a malformed set is refused, even those the build does not use.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptPair {
@@ -25,32 +23,12 @@ pub struct PromptPair {
 }
 
 /// One line of the neutral corpus (`vectors/prompts/neutral.jsonl`).
-#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeutralText {
     pub id: String,
     pub domain: String,
     pub text: String,
-}
-
-pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: malformed line", path.display(), i + 1))?,
-        );
-    }
-    if out.is_empty() {
-        bail!("{} has no entries", path.display());
-    }
-    Ok(out)
 }
 
 /// Pooled rows: `rows[text][layer_slot]` has n_embd values (mean over the text's words).
@@ -87,7 +65,7 @@ pub fn pool_texts(
             engine.close_session("pool");
         }
         engine.append_tokens("pool", &step.tokens, &mut |tap| {
-            if tap.pos == 0 || !step.words.contains(&tap.index) {
+            if step.token_kind(tap) == TokenKind::Skipped {
                 return;
             }
             count += 1;

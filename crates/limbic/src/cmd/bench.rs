@@ -1,6 +1,8 @@
-//! `limbic bench engine`: what tapping costs, measured against taps-off in the same run.
+//! `limbic bench engine | guard`: what tapping and guarding cost, measured against a
+//! baseline in the same run.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,7 +49,7 @@ fn tap_sets(n_layer: u32) -> [Vec<u32>; 3] {
     [Vec::new(), vec![mid], four]
 }
 
-pub fn run_engine_bench(model: Arc<Model>, repetitions: usize) -> Result<EngineBench> {
+fn run_engine_bench(model: Arc<Model>, repetitions: usize) -> Result<EngineBench> {
     let n_layer = model.info().n_layer;
     let tokens = bench_tokens(&model, PP_TOKENS + TG_TOKENS)?;
     let (prompt, decode) = tokens.split_at(PP_TOKENS);
@@ -122,7 +124,7 @@ fn one_run(engine: &mut Engine, prompt: &[i32], decode: &[i32]) -> Result<(f64, 
     Ok((pp, tg))
 }
 
-pub fn print_engine_bench(b: &EngineBench, model_path: &Path) {
+fn print_engine_bench(b: &EngineBench, model_path: &Path) {
     println!(
         "engine bench on {} ({} repetitions, medians)",
         model_path.display(),
@@ -185,23 +187,23 @@ fn median(v: &[f64]) -> f64 {
     percentile(&s, 0.5)
 }
 
-pub fn run_guard_bench(
-    args: &crate::guard::GuardArgs,
-    texts: &[crate::guard::StepInput],
+fn run_guard_bench(
+    config: &limbic_guard::GuardConfig,
+    texts: &[limbic_guard::StepRequest],
     lengths: &[usize],
 ) -> Result<GuardBench> {
-    use crate::guard::{Guard, PolicySource};
+    use limbic_guard::{Guard, PolicySource};
     let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
     let audit = limbic_audit::AuditLog::open(
         dir.path().join("bench.db"),
         limbic_audit::AuditOptions::default(),
     )?;
-    let scorer = args.build_scorer()?;
+    let scorer = config.build_scorer()?;
     let model = scorer.model().clone();
-    let frame = crate::render::TurnFrame::for_model(&model)?;
+    let frame = limbic_guard::render::TurnFrame::for_model(&model)?;
     let mut guard = Guard::new(
         Ok(scorer),
-        PolicySource::load(args.policy.as_deref(), false)?,
+        PolicySource::load(config.policy.as_deref(), false)?,
         Some(audit),
     );
     let mut sessions = Vec::new();
@@ -220,7 +222,7 @@ pub fn run_guard_bench(
             full.push(outcome.latency_ms);
             all_scoring.push(outcome.latency_ms - outcome.audit_ms);
             let tokens = frame
-                .render(&model, &step.text, Some(&step.action_text()))?
+                .render(&model, &step.text, Some(&step.action.text()))?
                 .tokens;
             // The baseline runs on the guard's own context (taps off, its own session), so
             // no second thread pool competes for the cores.
@@ -264,7 +266,7 @@ pub fn run_guard_bench(
     })
 }
 
-pub fn print_guard_bench(b: &GuardBench) {
+fn print_guard_bench(b: &GuardBench) {
     println!(
         "guard bench (each step through the guard, then the same tokens with taps off on the same context)"
     );
@@ -279,4 +281,34 @@ pub fn print_guard_bench(b: &GuardBench) {
         "step latency / plain prompt processing of the same tokens: {:.3} (probes + policy), {:.3} (with the audit commit)",
         b.ratio_scoring_vs_plain, b.ratio_full_vs_plain
     );
+}
+
+/// `limbic bench engine`.
+pub fn engine(model: Option<&str>, repetitions: usize, json: bool) -> Result<ExitCode> {
+    let model = limbic_guard::models::load_model(model)?;
+    let path = model.info().path.clone();
+    let result = run_engine_bench(model, repetitions)?;
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        print_engine_bench(&result, &path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `limbic bench guard`.
+pub fn guard(
+    config: &limbic_guard::GuardConfig,
+    steps: &Path,
+    lengths: &[usize],
+    json: bool,
+) -> Result<ExitCode> {
+    let texts: Vec<limbic_guard::StepRequest> = limbic_guard::read_jsonl(steps)?;
+    let result = run_guard_bench(config, &texts, lengths)?;
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        print_guard_bench(&result);
+    }
+    Ok(ExitCode::SUCCESS)
 }

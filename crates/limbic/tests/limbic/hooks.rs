@@ -1,11 +1,9 @@
 //! Each agent hook against the real daemon (up, then down).
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn hook(

@@ -1,8 +1,6 @@
 //! The daemon over HTTP: concurrent sessions, health, metrics, refusals, hot reload.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[test]

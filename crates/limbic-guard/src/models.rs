@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use limbic_engine::{Model, ModelOptions};
 use sha2::{Digest, Sha256};
 
 /// A model limbic knows how to fetch and verify.
@@ -72,23 +73,16 @@ pub fn known(name: &str) -> Option<&'static KnownModel> {
     KNOWN_MODELS.iter().find(|m| m.name == name)
 }
 
-/// `$LIMBIC_HOME`, else the platform cache directory's `limbic` folder.
-pub fn limbic_home() -> Result<PathBuf> {
-    if let Some(home) = std::env::var_os("LIMBIC_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(home));
-    }
-    dirs::cache_dir()
-        .map(|d| d.join("limbic"))
-        .ok_or_else(|| anyhow!("no cache directory on this platform: set LIMBIC_HOME"))
-}
-
-pub fn models_dir() -> Result<PathBuf> {
-    Ok(limbic_home()?.join("models"))
+/// Loads a model by path or known name (the default model when `None`), fetching a
+/// known model that is not installed yet.
+pub fn load_model(spec: Option<&str>) -> Result<std::sync::Arc<Model>> {
+    let path = resolve(spec, true)?;
+    Model::load(&path, &ModelOptions::default()).with_context(|| "loading the model".to_string())
 }
 
 /// Where a known model lives once fetched.
 pub fn cached_path(model: &KnownModel) -> Result<PathBuf> {
-    Ok(models_dir()?.join(model.file_name))
+    Ok(crate::home::models_dir()?.join(model.file_name))
 }
 
 /// Resolves `--model`: a path to a GGUF file, or the name of a known model (fetched if absent).

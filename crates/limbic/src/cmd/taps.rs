@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use limbic_engine::{Engine, EngineConfig};
 
-use crate::render::TurnFrame;
+use limbic_guard::render::TurnFrame;
 
 #[derive(Args)]
 pub struct TapsArgs {
@@ -30,7 +30,7 @@ pub struct TapsArgs {
 }
 
 pub fn run(args: TapsArgs) -> Result<ExitCode> {
-    let model = crate::load_model(args.model.as_deref())?;
+    let model = limbic_guard::models::load_model(args.model.as_deref())?;
     let info = model.info().clone();
     let layers: Vec<u32> = if args.layers.is_empty() {
         (0..info.n_layer).collect()

@@ -1,11 +1,9 @@
 //! Vector packs through the CLI: inspect files written by another GGUF implementation,
 //! evaluate on labelled steps, and rebuild a committed vector reproducibly.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn python_has_gguf() -> bool {
     Command::new("python3")

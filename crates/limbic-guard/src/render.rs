@@ -6,7 +6,8 @@
 //! at build time and at run time.
 
 use anyhow::{anyhow, Result};
-use limbic_engine::{ChatMessage, Model};
+use limbic_engine::{ChatMessage, Model, TokenTap};
+use limbic_probe::TokenKind;
 
 /// The model's assistant-turn framing, learned once from its chat template.
 #[derive(Debug, Clone)]
@@ -20,6 +21,19 @@ pub struct RenderedStep {
     pub tokens: Vec<i32>,
     /// `tokens[words.clone()]` are the agent's own words (what the probes pool over).
     pub words: std::ops::Range<usize>,
+}
+
+impl RenderedStep {
+    /// The one rule for which tokens count, used by the guard, vector building and
+    /// evaluation alike: the agent's words do, except the attention sink (position 0 of
+    /// a sequence), whose activations say nothing about the text.
+    pub fn token_kind(&self, tap: &TokenTap<'_>) -> TokenKind {
+        if tap.pos == 0 || !self.words.contains(&tap.index) {
+            TokenKind::Skipped
+        } else {
+            TokenKind::Scored
+        }
+    }
 }
 
 const MARKER: &str = "\u{2063}LIMBIC\u{2063}";

@@ -1,0 +1,26 @@
+//! limbic-guard: the guard as a library — one agent step in, one audited decision out.
+//!
+//! * [`api`] — the wire contract every front end speaks (step request, answer, limits).
+//! * [`render`] — how a step becomes tokens of the wrapped model, and which tokens count.
+//! * [`scorer`] — engine + probes + per-session trackers.
+//! * [`guard`] — scorer + policy + audit; configured by a plain [`GuardConfig`].
+//! * [`home`], [`models`] — limbic's home directory, the known models, fetching, pack lookup.
+//! * [`build`] — the vector-pack pipeline (pool → fit → calibrate → weights → write).
+//! * [`eval`] — scoring labelled steps (AUROC tables, the keyword baseline).
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod build;
+pub mod eval;
+pub mod guard;
+pub mod home;
+pub mod jsonl;
+pub mod models;
+pub mod render;
+pub mod scorer;
+
+pub use api::{Action, StepAnswer, StepRequest};
+pub use guard::{Guard, GuardConfig, PolicySource};
+pub use jsonl::read_jsonl;
+pub use scorer::{Reading, Scorer};

@@ -1,0 +1,244 @@
+//! The scorer: the model, its sessions and the probes. It appends a step to the agent's
+//! session, pools the probes over the agent's words and updates the session's tracker.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use limbic_engine::{Engine, EngineConfig, Model};
+use limbic_probe::{
+    Probe, ProbeSet, SessionTracker, SignatureWeights, StepAccumulator, TrackState, TrackerConfig,
+};
+use limbic_vectors::Pack;
+
+use crate::render::TurnFrame;
+
+/// Probe data owned in one place; a borrowed `ProbeSet` is built from it per step
+/// (fixed-capacity, no allocation).
+pub(crate) struct ProbeBank {
+    emotions: Vec<String>,
+    probes: Vec<(usize, u32, Vec<f32>, f32, f32)>,
+    weights: SignatureWeights,
+    n_embd: usize,
+}
+
+impl ProbeBank {
+    pub(crate) fn from_pack(pack: &Pack) -> Result<ProbeBank> {
+        let emotions: Vec<String> = pack.emotions().map(str::to_string).collect();
+        let mut probes = Vec::new();
+        for (index, name) in emotions.iter().enumerate() {
+            let entry = pack
+                .emotion(name)
+                .ok_or_else(|| anyhow!("pack lists {name} but has no entry"))?;
+            for &layer in &entry.layers {
+                let direction = pack
+                    .direction(name, layer)
+                    .ok_or_else(|| anyhow!("pack: {name} has no direction at layer {layer}"))?;
+                let cal = entry
+                    .calibration_for(layer)
+                    .ok_or_else(|| anyhow!("pack: {name} has no calibration at layer {layer}"))?;
+                let sign = f32::from(entry.sign.signum());
+                // Fold the sign into the direction so a higher z always means "more".
+                let dir: Vec<f32> = direction.iter().map(|v| v * sign).collect();
+                probes.push((index, layer, dir, cal.mean as f32 * sign, cal.std as f32));
+            }
+        }
+        let names: Vec<&str> = emotions.iter().map(String::as_str).collect();
+        let weights = match pack.signature() {
+            Some(sig) => {
+                let w: Vec<f32> = names
+                    .iter()
+                    .map(|n| sig.weights.get(*n).copied().unwrap_or(0.0) as f32)
+                    .collect();
+                SignatureWeights::new(&w)
+            }
+            None => SignatureWeights::defaults_for(&names),
+        }
+        .map_err(|e| anyhow!("signature weights: {e:?}"))?;
+        let bank = ProbeBank {
+            emotions,
+            probes,
+            weights,
+            n_embd: pack.model().n_embd as usize,
+        };
+        bank.probe_set()?;
+        Ok(bank)
+    }
+
+    pub(crate) fn probe_set(&self) -> Result<ProbeSet<'_>> {
+        let mut set = ProbeSet::new(self.n_embd, self.emotions.len())
+            .map_err(|e| anyhow!("probe set: {e:?}"))?;
+        for (emotion, layer, dir, mean, std) in &self.probes {
+            set.push(Probe {
+                emotion: *emotion,
+                layer: *layer,
+                direction: dir,
+                mean: *mean,
+                std: *std,
+            })
+            .map_err(|e| anyhow!("probe {emotion}@{layer}: {e:?}"))?;
+        }
+        Ok(set)
+    }
+
+    fn layers(&self) -> Vec<u32> {
+        let mut layers: Vec<u32> = self.probes.iter().map(|p| p.1).collect();
+        layers.sort_unstable();
+        layers.dedup();
+        layers
+    }
+}
+
+/// Probe readings of one step.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub scores: Vec<(String, f32)>,
+    pub peaks: Vec<(String, f32)>,
+    pub signature: f32,
+    pub track: TrackState,
+}
+
+/// The model, its session state and the probes.
+pub struct Scorer {
+    engine: Engine,
+    frame: TurnFrame,
+    bank: ProbeBank,
+    trackers: HashMap<String, SessionTracker>,
+    tracker_config: TrackerConfig,
+    pack_hash: String,
+}
+
+impl Scorer {
+    /// `engine_config.taps` adds layers to observe beyond the probes' own (for evaluation).
+    pub fn new(model: Arc<Model>, pack: &Pack, engine_config: EngineConfig) -> Result<Scorer> {
+        let info = model.info();
+        pack.check_model(&info.sha256, info.n_embd)?;
+        let bank = ProbeBank::from_pack(pack)?;
+        let frame = TurnFrame::for_model(&model)?;
+        let mut taps = bank.layers();
+        taps.extend_from_slice(&engine_config.taps);
+        let engine = Engine::new(
+            model,
+            EngineConfig {
+                taps,
+                ..engine_config
+            },
+        )?;
+        Ok(Scorer {
+            engine,
+            frame,
+            bank,
+            trackers: HashMap::new(),
+            tracker_config: TrackerConfig::default(),
+            pack_hash: pack_hash(pack.dir())?,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        self.engine.model()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Direct engine access (benchmarks decode baselines on the same context).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Hash of the pack's files (recorded in the audit's configuration rows).
+    pub fn pack_hash(&self) -> &str {
+        &self.pack_hash
+    }
+
+    pub fn emotions(&self) -> &[String] {
+        &self.bank.emotions
+    }
+
+    /// Appends the step to its session and scores the agent's words.
+    pub fn score(&mut self, session: &str, words: &str, action: &str) -> Result<Reading> {
+        self.score_observed(session, words, action, &mut |_, _| {})
+    }
+
+    /// [`Scorer::score`], also showing every token's tapped rows to `observer`, with
+    /// whether the token counts as the agent's words.
+    pub fn score_observed(
+        &mut self,
+        session: &str,
+        words: &str,
+        action: &str,
+        observer: &mut dyn FnMut(&limbic_engine::TokenTap<'_>, bool),
+    ) -> Result<Reading> {
+        if words.trim().is_empty() {
+            bail!("empty step text: nothing to score");
+        }
+        let model = self.engine.model().clone();
+        let step = self.frame.render(&model, words, Some(action))?;
+        let set = self.bank.probe_set()?;
+        let mut acc = StepAccumulator::new(&set);
+        let mut feed_error = None;
+        self.engine
+            .append_tokens(session, &step.tokens, &mut |tap| {
+                let kind = step.token_kind(tap);
+                observer(tap, kind == limbic_probe::TokenKind::Scored);
+                if let Err(e) = acc.feed_token(&set, tap.rows.iter(), kind) {
+                    feed_error.get_or_insert(e);
+                }
+            })?;
+        let scores = acc.finish();
+        if scores.scored_tokens == 0 {
+            bail!(
+                "no token of the step could be scored{}",
+                feed_error.map(|e| format!(" ({e:?})")).unwrap_or_default()
+            );
+        }
+        let signature = self.bank.weights.stress_signature(&scores);
+        let config = self.tracker_config;
+        let tracker = match self.trackers.entry(session.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
+            }
+        };
+        let track = tracker
+            .update(signature)
+            .map_err(|e| anyhow!("tracker: {e:?}"))?;
+        let per_emotion = |f: fn(&limbic_probe::EmotionScore) -> f32| {
+            self.bank
+                .emotions
+                .iter()
+                .zip(scores.emotions())
+                .map(|(n, s)| (n.clone(), f(s)))
+                .collect::<Vec<_>>()
+        };
+        Ok(Reading {
+            scores: per_emotion(|s| s.mean_z),
+            peaks: per_emotion(|s| s.peak_z),
+            signature,
+            track,
+        })
+    }
+}
+
+/// Hash of a pack's manifest and vector files, for the audit's configuration record.
+pub(crate) fn pack_hash(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading pack {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let mut hasher = Sha256::new();
+    for path in entries {
+        hasher.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,139 @@
+//! Prometheus `/metrics`: step counts, decisions by kind, latency, llama.cpp counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use limbic_guard::api::DECISION_KINDS;
+use limbic_policy::DecisionKind;
+
+use crate::AppState;
+
+/// Latency histogram buckets (seconds).
+pub(crate) const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub(crate) steps: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) bad_requests: AtomicU64,
+    pub(crate) decisions: Mutex<std::collections::BTreeMap<DecisionKind, u64>>,
+    pub(crate) latency_buckets: [AtomicU64; 12],
+    pub(crate) latency_sum_us: AtomicU64,
+    pub(crate) llama: Mutex<limbic_engine::PerfStats>,
+}
+
+impl Metrics {
+    /// Counts one decided step.
+    pub(crate) fn record(&self, decision: DecisionKind, latency_ms: f64) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.decisions.lock() {
+            *d.entry(decision).or_default() += 1;
+        }
+        let secs = latency_ms / 1e3;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_sum_us
+            .fetch_add((latency_ms * 1e3) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Appends one Prometheus metric family with a single unlabelled sample.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    use std::fmt::Write;
+    let m = &state.metrics;
+    let mut out = String::new();
+    let steps = m.steps.load(Ordering::Relaxed);
+    metric(
+        &mut out,
+        "limbic_steps_total",
+        "counter",
+        "Steps decided.",
+        steps,
+    );
+    metric(
+        &mut out,
+        "limbic_step_errors_total",
+        "counter",
+        "Steps that failed (not decided).",
+        m.errors.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "limbic_bad_requests_total",
+        "counter",
+        "Requests refused as malformed or too large.",
+        m.bad_requests.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(out, "# HELP limbic_decisions_total Decisions by kind.");
+    let _ = writeln!(out, "# TYPE limbic_decisions_total counter");
+    if let Ok(d) = m.decisions.lock() {
+        for kind in DECISION_KINDS {
+            let count = d.get(&kind).copied().unwrap_or(0);
+            let name = kind.as_str();
+            let _ = writeln!(out, "limbic_decisions_total{{decision=\"{name}\"}} {count}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP limbic_step_latency_seconds Time to decide a step."
+    );
+    let _ = writeln!(out, "# TYPE limbic_step_latency_seconds histogram");
+    for (i, b) in BUCKETS.iter().enumerate() {
+        let count = m.latency_buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "limbic_step_latency_seconds_bucket{{le=\"{b}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "limbic_step_latency_seconds_bucket{{le=\"+Inf\"}} {steps}"
+    );
+    let sum = m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "limbic_step_latency_seconds_sum {sum}");
+    let _ = writeln!(out, "limbic_step_latency_seconds_count {steps}");
+    if let Ok(p) = m.llama.lock() {
+        let llama = [
+            (
+                "limbic_llama_prompt_tokens_total",
+                "Tokens llama.cpp processed in batches.",
+                p.prompt_tokens as f64,
+            ),
+            (
+                "limbic_llama_prompt_seconds_total",
+                "Time llama.cpp spent on batches.",
+                p.prompt_ms / 1e3,
+            ),
+            (
+                "limbic_llama_eval_tokens_total",
+                "Tokens llama.cpp decoded one at a time.",
+                p.eval_tokens as f64,
+            ),
+            (
+                "limbic_llama_eval_seconds_total",
+                "Time llama.cpp spent decoding single tokens.",
+                p.eval_ms / 1e3,
+            ),
+        ];
+        for (name, help, value) in llama {
+            metric(&mut out, name, "counter", help, value);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,420 @@
+//! The daemon client: a minimal HTTP/1.1 exchange over TCP or a Unix socket.
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Talking to the daemon
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    /// `host:port` for both connecting and the `Host` header.
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    pub(super) fn parse(addr: &str) -> Result<Endpoint, String> {
+        let addr = addr.trim();
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path, e.g. unix:/run/limbic.sock".into());
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        if addr.starts_with("https://") {
+            return Err(
+                "https is not supported: limbic serve speaks plain HTTP on loopback; \
+                 use http://host:port"
+                    .into(),
+            );
+        }
+        let rest = addr.strip_prefix("http://").unwrap_or(addr);
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(
+                "the address is empty; expected host:port, http://host:port or unix:/path".into(),
+            );
+        }
+        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
+        Ok(Endpoint::Tcp(if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{DEFAULT_PORT}")
+        }))
+    }
+}
+
+/// Posts the step; `Err` is a sentence for the user naming the address and problem.
+pub(super) fn ask_daemon(
+    endpoint: &Endpoint,
+    addr: &str,
+    step: &StepRequest,
+) -> Result<StepAnswer, String> {
+    let body =
+        serde_json::to_string(step).map_err(|e| format!("could not encode the step: {e}"))?;
+    let unreachable = |e: io::Error| format!("limbic daemon unreachable at {addr}: {e}");
+    let response = match endpoint {
+        Endpoint::Tcp(authority) => {
+            let stream = connect_tcp(authority).map_err(unreachable)?;
+            configure_timeouts(
+                |t| stream.set_read_timeout(t),
+                |t| stream.set_write_timeout(t),
+            )
+            .map_err(unreachable)?;
+            exchange(stream, &request_bytes(authority, &body))
+        }
+        Endpoint::Unix(path) => {
+            let stream = UnixStream::connect(path).map_err(unreachable)?;
+            configure_timeouts(
+                |t| stream.set_read_timeout(t),
+                |t| stream.set_write_timeout(t),
+            )
+            .map_err(unreachable)?;
+            exchange(stream, &request_bytes("localhost", &body))
+        }
+    }
+    .map_err(|e| format!("limbic daemon at {addr} gave no usable answer: {e}"))?;
+    interpret(response).map_err(|e| format!("limbic daemon at {addr} {e}"))
+}
+
+pub(super) fn configure_timeouts(
+    set_read: impl FnOnce(Option<Duration>) -> io::Result<()>,
+    set_write: impl FnOnce(Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    set_read(Some(READ_TIMEOUT))?;
+    set_write(Some(WRITE_TIMEOUT))
+}
+
+pub(super) fn connect_tcp(authority: &str) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in authority.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("`{authority}` resolves to no address"),
+        )
+    }))
+}
+
+pub(super) fn request_bytes(host: &str, body: &str) -> Vec<u8> {
+    let mut request = format!(
+        "POST {STEPS_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: limbic-hook/{}\r\n\
+         Content-Type: application/json\r\nAccept: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct HttpResponse {
+    pub(super) status: u16,
+    pub(super) body: Vec<u8>,
+}
+
+/// Sends `request` and reads one response, stopping as soon as it is complete (a
+/// server that keeps the connection open despite `Connection: close` cannot stall us).
+pub(super) fn exchange<S: Read + Write>(
+    mut stream: S,
+    request: &[u8],
+) -> Result<HttpResponse, String> {
+    stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .map_err(|e| format!("sending the step failed: {e}"))?;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "no answer within {} s (is the model overloaded?)",
+                    READ_TIMEOUT.as_secs()
+                ))
+            }
+            Err(e) => return Err(format!("reading the answer failed: {e}")),
+        };
+        received.extend_from_slice(&chunk[..n]);
+        if received.len() > MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            ));
+        }
+        if let Some(response) = parse_response(&received, n == 0)? {
+            return Ok(response);
+        }
+    }
+}
+
+/// Parses an HTTP/1.x response. `Ok(None)` means more bytes are needed; `eof` says
+/// the peer closed, which completes a close-delimited body or makes a short one an
+/// error.
+pub(super) fn parse_response(buf: &[u8], eof: bool) -> Result<Option<HttpResponse>, String> {
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        return if eof {
+            Err("the connection closed before the response headers ended".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&buf[..head_end])
+        .map_err(|_| "the response headers are not UTF-8".to_string())?;
+    let mut lines = head.split("\r\n");
+    let status = parse_status_line(lines.next().unwrap_or_default())?;
+    let mut content_length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("malformed response header `{line}`"));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = value
+                .parse::<usize>()
+                .map_err(|_| format!("bad Content-Length `{value}`"))?;
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .split(',')
+                .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        }
+    }
+    let body = &buf[head_end + 4..];
+    let body = if chunked {
+        decode_chunked(body, eof)?
+    } else if let Some(length) = content_length {
+        if body.len() >= length {
+            Some(body[..length].to_vec())
+        } else if eof {
+            return Err(format!(
+                "the response body ended after {} of {length} bytes",
+                body.len()
+            ));
+        } else {
+            None
+        }
+    } else if eof {
+        Some(body.to_vec())
+    } else {
+        None
+    };
+    Ok(body.map(|body| HttpResponse { status, body }))
+}
+
+pub(super) fn parse_status_line(line: &str) -> Result<u16, String> {
+    let mut parts = line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    let code = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        return Err(format!("not an HTTP/1.x status line: `{line}`"));
+    }
+    code.parse()
+        .map_err(|_| format!("not an HTTP/1.x status line: `{line}`"))
+}
+
+/// Decodes a chunked body; `Ok(None)` when the final chunk has not arrived yet.
+pub(super) fn decode_chunked(body: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
+    let incomplete = || {
+        if eof {
+            Err("the connection closed inside a chunked body".to_string())
+        } else {
+            Ok(None)
+        }
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(line_len) = find(&body[pos..], b"\r\n") else {
+            return incomplete();
+        };
+        let size_line = std::str::from_utf8(&body[pos..pos + line_len])
+            .map_err(|_| "a chunk size line is not UTF-8".to_string())?;
+        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| format!("bad chunk size `{size_hex}`"))?;
+        pos += line_len + 2;
+        if size == 0 {
+            // The body ends at the blank line after any trailers (which carry nothing
+            // the hook needs); a peer that closes before it has still sent every byte.
+            let rest = &body[pos..];
+            let ended = rest.starts_with(b"\r\n") || find(rest, b"\r\n\r\n").is_some();
+            return if ended || eof {
+                Ok(Some(out))
+            } else {
+                Ok(None)
+            };
+        }
+        let end = pos
+            .checked_add(size)
+            .ok_or_else(|| format!("chunk size `{size_hex}` is too large"))?;
+        if body.len() < end.saturating_add(2) {
+            return incomplete();
+        }
+        out.extend_from_slice(&body[pos..end]);
+        if &body[end..end + 2] != b"\r\n" {
+            return Err("a chunk is not followed by CRLF".into());
+        }
+        pos = end + 2;
+    }
+}
+
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The decision in a 2xx answer; `Err` completes "limbic daemon at ADDR ...".
+pub(super) fn interpret(response: HttpResponse) -> Result<StepAnswer, String> {
+    if !(200..300).contains(&response.status) {
+        let detail = serde_json::from_slice::<Value>(&response.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&response.body);
+                head_str(text.trim(), 300).to_string()
+            });
+        return Err(format!(
+            "refused the step with HTTP {}: {detail}",
+            response.status
+        ));
+    }
+    serde_json::from_slice(&response.body)
+        .map_err(|e| format!("answered with something that is not a decision: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // --- HTTP ---------------------------------------------------------------
+
+    #[test]
+    fn endpoints_parse() {
+        let tcp = |s: &str| Endpoint::Tcp(s.into());
+        assert_eq!(Endpoint::parse("127.0.0.1:7370"), Ok(tcp("127.0.0.1:7370")));
+        assert_eq!(
+            Endpoint::parse(" http://localhost:9000/ "),
+            Ok(tcp("localhost:9000"))
+        );
+        assert_eq!(
+            Endpoint::parse("http://localhost:9000/v1"),
+            Ok(tcp("localhost:9000"))
+        );
+        assert_eq!(Endpoint::parse("localhost"), Ok(tcp("localhost:7370")));
+        assert_eq!(Endpoint::parse("[::1]:8000"), Ok(tcp("[::1]:8000")));
+        assert_eq!(Endpoint::parse("[::1]"), Ok(tcp("[::1]:7370")));
+        assert_eq!(
+            Endpoint::parse("unix:/run/limbic.sock"),
+            Ok(Endpoint::Unix("/run/limbic.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("unix:///run/limbic.sock"),
+            Ok(Endpoint::Unix("/run/limbic.sock".into()))
+        );
+        assert!(Endpoint::parse("unix:")
+            .unwrap_err()
+            .contains("socket path"));
+        assert!(Endpoint::parse("https://x:1")
+            .unwrap_err()
+            .contains("https"));
+        assert!(Endpoint::parse("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn parses_content_length_response_and_waits_for_the_body() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 5\r\n\r\nhello";
+        let response = parse_response(raw, false).unwrap().unwrap();
+        assert_eq!(
+            response,
+            HttpResponse {
+                status: 200,
+                body: b"hello".to_vec()
+            }
+        );
+        assert_eq!(parse_response(&raw[..raw.len() - 1], false), Ok(None));
+        assert!(parse_response(&raw[..raw.len() - 1], true)
+            .unwrap_err()
+            .contains("ended after 4 of 5 bytes"));
+    }
+
+    #[test]
+    fn parses_chunked_and_close_delimited_responses() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
+        let response = parse_response(chunked, false).unwrap().unwrap();
+        assert_eq!(response.body, b"Wikipedia");
+        let close = b"HTTP/1.0 503 Service Unavailable\r\nServer: x\r\n\r\n{\"error\":\"busy\"}";
+        assert_eq!(parse_response(close, false), Ok(None));
+        let response = parse_response(close, true).unwrap().unwrap();
+        assert_eq!(response.status, 503);
+        assert_eq!(response.body, b"{\"error\":\"busy\"}");
+    }
+
+    #[test]
+    fn malformed_responses_are_errors() {
+        assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n", true)
+            .unwrap_err()
+            .contains("not an HTTP/1.x status line"));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", true)
+            .unwrap_err()
+            .contains("malformed response header"));
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true)
+                .unwrap_err()
+                .contains("bad Content-Length")
+        );
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            true
+        )
+        .unwrap_err()
+        .contains("bad chunk size"));
+        assert!(parse_response(b"HTTP/1.1 200", true)
+            .unwrap_err()
+            .contains("before the response headers ended"));
+    }
+
+    #[test]
+    fn error_statuses_carry_the_daemons_message() {
+        let response = HttpResponse {
+            status: 422,
+            body: br#"{"error":"step text is 40000 bytes; the limit is 32768"}"#.to_vec(),
+        };
+        assert_eq!(
+            interpret(response).unwrap_err(),
+            "refused the step with HTTP 422: step text is 40000 bytes; the limit is 32768"
+        );
+        let response = HttpResponse {
+            status: 502,
+            body: b"Bad gateway".to_vec(),
+        };
+        assert_eq!(
+            interpret(response).unwrap_err(),
+            "refused the step with HTTP 502: Bad gateway"
+        );
+        let response = HttpResponse {
+            status: 200,
+            body: b"{}".to_vec(),
+        };
+        assert!(interpret(response).unwrap_err().contains("not a decision"));
+    }
+}

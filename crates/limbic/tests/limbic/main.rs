@@ -1,0 +1,9 @@
+//! End-to-end tests of the `limbic` binary on the real default model and real SQLite files.
+//! One harness (one test binary) with a module per surface.
+
+mod common;
+
+mod daemon;
+mod guard;
+mod hooks;
+mod vectors;
