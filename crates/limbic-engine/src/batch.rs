@@ -36,8 +36,8 @@ impl Engine {
     ///   tokens of one item arrive in order (`tap.index` counts from 0 within the item),
     ///   items interleave.
     /// - Sessions are created on first use. An item longer than the session's window
-    ///   (minus its pinned header) is decoded in pieces of half that room, each a step of
-    ///   its own, with the oldest steps shifted out as needed.
+    ///   (minus its pinned header) is decoded in pieces of a quarter of that room, each a
+    ///   step of its own, with the oldest steps shifted out as needed.
     /// - Items that name the same session are applied in order, in separate decodes; at
     ///   most [`Engine::max_resident_sessions`] sessions share a decode.
     /// - Each item gets its own result, in item order. Bad items (empty, token ids outside
@@ -113,14 +113,16 @@ impl Engine {
     }
 
     /// Tokens per piece for a run of `len` tokens: the whole run if it fits the room the
-    /// pinned header leaves, else half that room (so each piece still sees earlier context).
+    /// pinned header leaves, else a quarter of that room, so that each piece still sees at
+    /// least a quarter window of earlier context after an overflow (which keeps three
+    /// quarters of the window when shifting, half when re-decoding).
     fn piece_size(&self, id: &str, len: usize) -> usize {
         let pinned = self.sessions.get(id).map_or(0, |s| s.pinned);
         let room = self.session_window().saturating_sub(pinned).max(1);
         if len <= room {
             len.max(1)
         } else {
-            (room / 2).max(1)
+            (room / 4).max(1)
         }
     }
 

@@ -240,7 +240,7 @@ impl Engine {
 
     /// Tokens one session may hold before its oldest steps are dropped (`n_ctx /
     /// max_sessions`). Runs of any length are accepted; a run longer than the window
-    /// minus the pinned header is decoded in pieces of half that room.
+    /// minus the pinned header is decoded in pieces of a quarter of that room.
     pub fn session_window(&self) -> usize {
         (self.config.n_ctx / self.config.max_sessions) as usize
     }

@@ -42,17 +42,26 @@ fn step_text(i: usize) -> String {
 
 #[test]
 fn a_run_longer_than_the_window_is_decoded_in_pieces_and_tapped_once() {
-    // 256-token window; the run is ~6 windows long.
+    // 256-token window; the run is ~4 windows long.
     let layer = 10;
     let mut e = engine(&[layer], 512, 2);
-    let run: Vec<i32> = (0..60).flat_map(|i| tokens(&step_text(i))).collect();
-    assert!(run.len() > 5 * e.session_window(), "run of {}", run.len());
+    let run: Vec<i32> = (0..40).flat_map(|i| tokens(&step_text(i))).collect();
+    assert!(run.len() > 3 * e.session_window(), "run of {}", run.len());
     let mut seen = Vec::new();
     let outcome = e
         .append_tokens("long", &run, &mut |tap| {
             let row = tap.rows.layer(layer).expect("tapped layer");
             assert!(row.iter().all(|v| v.is_finite()));
             assert!((tap.pos as usize) < e_window());
+            // Once the window has filled, every piece still sees a quarter window of context.
+            if tap.index >= e_window() {
+                assert!(
+                    tap.pos as usize >= e_window() / 4,
+                    "{} at {}",
+                    tap.index,
+                    tap.pos
+                );
+            }
             seen.push((tap.index, tap.token));
         })
         .expect("a long run is accepted");
@@ -79,20 +88,20 @@ fn a_run_longer_than_the_window_is_decoded_in_pieces_and_tapped_once() {
     let outcome = r
         .append_tokens("long", &run, &mut |tap| {
             assert_eq!(tap.index, n);
+            if tap.index >= e_window() {
+                assert!(
+                    tap.pos as usize >= e_window() / 4,
+                    "{} at {}",
+                    tap.index,
+                    tap.pos
+                );
+            }
             n += 1;
         })
         .expect("a long run is accepted without shifting");
     assert_eq!(n, run.len());
     assert!(outcome.redecoded_tokens > 0);
     assert_eq!(r.stats().shifts, 0);
-
-    // A 20 KB text through append_text (the guard's long-step case).
-    let text = "The build passed and I am writing the next file calmly. ".repeat(360);
-    assert!(text.len() > 20_000);
-    let mut count = 0;
-    e.append_text("write", &text, &mut |_| count += 1)
-        .expect("20 KB step");
-    assert_eq!(count, tokens(&text).len());
 }
 
 /// The window of `engine(_, 512, 2)`.
@@ -107,7 +116,7 @@ fn kv_shift_keeps_a_long_session_going_close_to_a_fresh_decode() {
     assert!(e.kv_shift(), "SmolLM2's f16 KV cache supports K-shift");
     let mut last_rows = Vec::new();
     let mut shifted = 0;
-    for i in 0..60 {
+    for i in 0..30 {
         let mut rows = Vec::new();
         let outcome = e
             .append_text("s", &step_text(i), &mut |t| {
@@ -121,7 +130,7 @@ fn kv_shift_keeps_a_long_session_going_close_to_a_fresh_decode() {
         last_rows = rows;
     }
     let stats = e.stats();
-    assert!(stats.shifts >= 5, "{stats:?}");
+    assert!(stats.shifts >= 3, "{stats:?}");
     assert_eq!(stats.shifted_out_tokens, shifted as u64);
     assert_eq!(stats.redecodes, 0);
     assert_eq!(stats.redecoded_tokens, 0);
@@ -129,7 +138,7 @@ fn kv_shift_keeps_a_long_session_going_close_to_a_fresh_decode() {
 
     // A fresh decode of the retained window plus the last step.
     let retained = e.session_tokens("s").unwrap().to_vec();
-    let last = tokens(&step_text(59));
+    let last = tokens(&step_text(29));
     assert!(retained.ends_with(&last));
     let mut fresh = engine(&[layer], 256, 1);
     fresh
@@ -319,7 +328,9 @@ fn a_budget_keeps_the_most_recently_used_states() {
     capture(&mut e, "a", "First session text about logs.");
     capture(&mut e, "b", "Second session text about logs.");
     let one = e.stats().state_bytes as usize;
-    assert!(one > 0);
+    let len = e.session_len("a").unwrap();
+    eprintln!("saved state: {one} bytes for {len} tokens");
+    assert!(one > len * 1000, "keys and values of every layer");
     // Room for about one state: saving "b" must displace "a", never the reverse.
     e.set_state_budget(one + one / 2);
     capture(&mut e, "c", "Third session text about logs.");
@@ -351,105 +362,92 @@ fn crafted(name: &str, edit: &dyn Fn(&mut limbic_gguf::GgufWriter)) -> std::path
 fn absurd_hyperparameters_are_refused_before_llama_cpp_sees_them() {
     use limbic_gguf::{Value, ValueType};
     let opts = ModelOptions::default();
-    let cases: Vec<(&str, Box<dyn Fn(&mut limbic_gguf::GgufWriter)>, &str)> = vec![
+    let ff3 = Value::Array(ValueType::U32, vec![Value::U32(1536); 3]);
+    let no_tokens = Value::Array(ValueType::String, vec![]);
+    // (file, key, value, what the error must name)
+    let cases = [
         (
             "zero-blocks.gguf",
-            Box::new(|w| {
-                w.set("llama.block_count", Value::U32(0));
-            }),
+            "llama.block_count",
+            Value::U32(0),
             "llama.block_count",
         ),
         (
             "huge-blocks.gguf",
-            Box::new(|w| {
-                w.set("llama.block_count", Value::U32(100_000));
-            }),
+            "llama.block_count",
+            Value::U32(100_000),
             "llama.block_count",
         ),
         (
-            "no-blocks.gguf",
-            Box::new(|w| {
-                w.set("llama.block_count", Value::String("30".into()));
-            }),
+            "text-blocks.gguf",
+            "llama.block_count",
+            Value::String("30".into()),
             "llama.block_count",
         ),
         (
             "zero-width.gguf",
-            Box::new(|w| {
-                w.set("llama.embedding_length", Value::U32(0));
-            }),
+            "llama.embedding_length",
+            Value::U32(0),
             "llama.embedding_length",
         ),
         (
             "huge-width.gguf",
-            Box::new(|w| {
-                w.set("llama.embedding_length", Value::U64(1 << 40));
-            }),
+            "llama.embedding_length",
+            Value::U64(1 << 40),
             "llama.embedding_length",
         ),
         (
             "zero-heads.gguf",
-            Box::new(|w| {
-                w.set("llama.attention.head_count", Value::U32(0));
-            }),
+            "llama.attention.head_count",
+            Value::U32(0),
             "llama.attention.head_count",
         ),
         (
             "odd-heads.gguf",
-            Box::new(|w| {
-                w.set("llama.attention.head_count", Value::U32(7));
-            }),
+            "llama.attention.head_count",
+            Value::U32(7),
             "divisible",
         ),
         (
             "zero-kv-heads.gguf",
-            Box::new(|w| {
-                w.set("llama.attention.head_count_kv", Value::U32(0));
-            }),
+            "llama.attention.head_count_kv",
+            Value::U32(0),
             "head_count_kv",
         ),
         (
             "bad-kv-heads.gguf",
-            Box::new(|w| {
-                w.set("llama.attention.head_count_kv", Value::U32(5));
-            }),
+            "llama.attention.head_count_kv",
+            Value::U32(5),
             "head_count_kv",
         ),
         (
             "short-ff.gguf",
-            Box::new(|w| {
-                w.set(
-                    "llama.feed_forward_length",
-                    Value::Array(ValueType::U32, vec![Value::U32(1536); 3]),
-                );
-            }),
+            "llama.feed_forward_length",
+            ff3,
             "feed_forward_length",
         ),
         (
             "zero-ctx.gguf",
-            Box::new(|w| {
-                w.set("llama.context_length", Value::U32(0));
-            }),
+            "llama.context_length",
+            Value::U32(0),
             "llama.context_length",
         ),
         (
             "no-vocab.gguf",
-            Box::new(|w| {
-                w.set(
-                    "tokenizer.ggml.tokens",
-                    Value::Array(ValueType::String, vec![]),
-                );
-            }),
+            "tokenizer.ggml.tokens",
+            no_tokens,
             "tokenizer.ggml.tokens",
         ),
     ];
-    for (name, edit, key) in &cases {
-        let path = crafted(name, edit.as_ref());
+    for (name, key, value, expect) in cases {
+        let path = crafted(name, &|w| {
+            w.set(key, value.clone());
+        });
         let msg = match Model::load(&path, &opts) {
             Ok(_) => panic!("{name} loaded"),
             Err(e) => e.to_string(),
         };
-        assert!(msg.contains(name) && msg.contains(key), "{name}: {msg}");
+        assert!(msg.contains(name) && msg.contains(expect), "{name}: {msg}");
         assert!(limbic_engine::check_model_file(&path).is_err());
     }
     // Control: the same header unchanged passes the check (llama.cpp then refuses the
