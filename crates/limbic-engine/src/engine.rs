@@ -37,6 +37,10 @@ impl Default for EngineConfig {
 /// Smallest per-session window that still holds a useful step.
 const MIN_SESSION_TOKENS: u32 = 64;
 
+/// Default cap on the host memory that saved KV states of evicted sessions may take
+/// (see [`Engine::set_state_budget`]).
+pub const DEFAULT_STATE_BUDGET: usize = 256 << 20;
+
 /// What an append did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -47,8 +51,15 @@ pub struct AppendOutcome {
     /// Earlier steps dropped to make room (the session outgrew its window).
     pub dropped_steps: usize,
     /// Tokens re-decoded without taps to rebuild the session's KV cache (after dropping
-    /// steps, or because the session had been evicted by other sessions).
+    /// steps where the KV cache cannot shift, or because the session had been evicted and
+    /// its saved state was not kept).
     pub redecoded_tokens: usize,
+    /// Tokens shifted out of the KV cache (oldest steps dropped without re-decoding).
+    pub shifted_tokens: usize,
+    /// The session had been evicted and its KV state was restored from host memory.
+    pub restored: bool,
+    /// Pieces the run was decoded in (more than one when it was longer than the window allows).
+    pub pieces: usize,
 }
 
 /// Sampling parameters for [`Engine::generate`].
@@ -99,30 +110,70 @@ pub struct PerfStats {
     pub eval_tokens: i64,
 }
 
-struct Session {
+/// Counters since the engine was created (for benches, `/metrics` and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// `llama_decode` calls.
+    pub decode_calls: u64,
+    /// Calls whose batch held tokens of more than one session.
+    pub batched_decodes: u64,
+    /// Tokens passed to `llama_decode` (new tokens plus re-decoded history).
+    pub decoded_tokens: u64,
+    /// New tokens whose rows were delivered to a sink (or decoded untapped when no layer is tapped).
+    pub appended_tokens: u64,
+    /// Times a session's retained history was re-decoded, and the tokens that took.
+    pub redecodes: u64,
+    pub redecoded_tokens: u64,
+    /// Window overflows handled by a KV shift, and the tokens shifted out.
+    pub shifts: u64,
+    pub shifted_out_tokens: u64,
+    /// Sessions evicted from their KV sequence (LRU).
+    pub evictions: u64,
+    /// Evicted sessions whose KV state was saved to host memory / later restored from it.
+    pub states_saved: u64,
+    pub states_restored: u64,
+    /// Saved states that llama.cpp refused on restore (the session was re-decoded instead).
+    pub restore_failures: u64,
+    /// Evictions whose state was not kept (over the budget, or displaced by newer ones).
+    pub states_dropped: u64,
+    /// Bytes of saved states held now.
+    pub state_bytes: u64,
+}
+
+pub(crate) struct Session {
     /// KV sequence id while resident.
-    seq: Option<i32>,
+    pub(crate) seq: Option<i32>,
     /// The retained tokens, at positions 0..len when resident.
-    tokens: Vec<i32>,
+    pub(crate) tokens: Vec<i32>,
     /// Leading tokens that are never dropped (BOS and any pinned header).
-    pinned: usize,
+    pub(crate) pinned: usize,
     /// Token count of each retained step after the pinned header, oldest first.
-    steps: VecDeque<usize>,
-    last_used: u64,
+    pub(crate) steps: VecDeque<usize>,
+    pub(crate) last_used: u64,
+    /// KV state saved when the session was evicted (positions 0..tokens.len()).
+    pub(crate) saved: Option<Vec<u8>>,
+    /// Positions were shifted and the K-shift is applied only by the next decode: the KV
+    /// data must not be saved until then.
+    pub(crate) shift_pending: bool,
 }
 
 /// A llama.cpp context with sessions, taps and steering. Not `Sync`: one caller at a time.
 pub struct Engine {
     // Field order matters: the context must drop before the tap state it points into.
-    ctx: RawContext,
-    taps: Box<TapState>,
-    model: Arc<Model>,
-    config: EngineConfig,
-    sessions: HashMap<String, Session>,
-    free_seqs: Vec<i32>,
-    clock: u64,
-    all_outputs: bool,
+    pub(crate) ctx: RawContext,
+    pub(crate) taps: Box<TapState>,
+    pub(crate) model: Arc<Model>,
+    pub(crate) config: EngineConfig,
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) free_seqs: Vec<i32>,
+    pub(crate) clock: u64,
+    pub(crate) all_outputs: bool,
     steering_active: bool,
+    /// The memory supports K-shift and shifting is enabled.
+    pub(crate) shift: bool,
+    pub(crate) state_budget: usize,
+    pub(crate) saved_bytes: usize,
+    pub(crate) stats: EngineStats,
 }
 
 impl Engine {
@@ -161,6 +212,7 @@ impl Engine {
         let taps_ptr: *mut TapState = &mut *taps;
         let ctx = RawContext::new(&model.raw, &params, taps_ptr)?;
         let all_outputs = config.taps.contains(&(info.n_layer - 1));
+        let shift = ctx.can_shift();
         Ok(Engine {
             ctx,
             taps,
@@ -171,6 +223,10 @@ impl Engine {
             clock: 0,
             all_outputs,
             steering_active: false,
+            shift,
+            state_budget: DEFAULT_STATE_BUDGET,
+            saved_bytes: 0,
+            stats: EngineStats::default(),
         })
     }
 
@@ -182,9 +238,58 @@ impl Engine {
         &self.config
     }
 
-    /// Tokens one session may hold before its oldest steps are dropped.
+    /// Tokens one session may hold before its oldest steps are dropped (`n_ctx /
+    /// max_sessions`). Runs of any length are accepted; a run longer than the window
+    /// minus the pinned header is decoded in pieces of a quarter of that room.
     pub fn session_window(&self) -> usize {
         (self.config.n_ctx / self.config.max_sessions) as usize
+    }
+
+    /// Sessions that can hold a KV sequence at once (and so share one batched decode).
+    pub fn max_resident_sessions(&self) -> usize {
+        self.config.max_sessions as usize
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            state_bytes: self.saved_bytes as u64,
+            ..self.stats
+        }
+    }
+
+    /// Whether window overflows shift the KV cache (true when llama.cpp's memory supports
+    /// it and shifting was not turned off) rather than re-decoding the retained tokens.
+    pub fn kv_shift(&self) -> bool {
+        self.shift
+    }
+
+    /// Turns KV shifting on (only effective if the memory supports it) or off (overflows
+    /// then re-decode the retained half window, as a fresh decode would compute it).
+    pub fn set_kv_shift(&mut self, enabled: bool) {
+        self.shift = enabled && self.ctx.can_shift();
+    }
+
+    /// Host memory (bytes) that saved KV states of evicted sessions may take; 0 turns
+    /// saving off (evicted sessions are re-decoded). Lowering it drops the least recently
+    /// used saved states at once.
+    pub fn set_state_budget(&mut self, bytes: usize) {
+        self.state_budget = bytes;
+        self.trim_saved_states(0, None);
+    }
+
+    pub fn state_budget(&self) -> usize {
+        self.state_budget
+    }
+
+    /// Whether the session holds a KV sequence now.
+    pub fn is_resident(&self, id: &str) -> bool {
+        self.sessions.get(id).is_some_and(|s| s.seq.is_some())
+    }
+
+    /// Whether an evicted session has a saved KV state waiting to be restored.
+    pub fn has_saved_state(&self, id: &str) -> bool {
+        self.sessions.get(id).is_some_and(|s| s.saved.is_some())
     }
 
     /// Replaces the tapped layers. Sizing happens here, never on the per-token path.
@@ -237,17 +342,22 @@ impl Engine {
                 pinned,
                 steps: VecDeque::new(),
                 last_used: 0,
+                saved: None,
+                shift_pending: false,
             },
         );
         Ok(())
     }
 
-    /// Forgets a session and frees its KV sequence.
+    /// Forgets a session, frees its KV sequence and any saved state.
     pub fn close_session(&mut self, id: &str) {
         if let Some(session) = self.sessions.remove(id) {
             if let Some(seq) = session.seq {
                 self.ctx.clear_sequence(seq);
                 self.free_seqs.push(seq);
+            }
+            if let Some(saved) = session.saved {
+                self.saved_bytes -= saved.len();
             }
         }
     }
@@ -267,33 +377,18 @@ impl Engine {
     }
 
     /// Appends one step of tokens to a session (created on first use), decoding only the
-    /// new tokens; `sink` sees the tapped rows of each new token in order.
+    /// new tokens; `sink` sees the tapped rows of each new token exactly once, in order.
+    /// Any length is accepted (see [`Engine::session_window`]); this is
+    /// [`Engine::append_many`] with one item.
     pub fn append_tokens(
         &mut self,
         id: &str,
         tokens: &[i32],
         sink: &mut dyn FnMut(&TokenTap<'_>),
     ) -> Result<AppendOutcome, EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::EmptyText);
-        }
-        if !self.sessions.contains_key(id) {
-            self.open_session(id, &[])?;
-        }
-        let mut outcome = self.make_room(id, tokens.len())?;
-        let seq = self.ensure_resident(id, &mut outcome)?;
-        let start = self.sessions.get(id).map_or(0, |s| s.tokens.len());
-        outcome.first_pos = start as i32;
-        outcome.new_tokens = tokens.len();
-        if let Err(e) = self.decode_into(seq, start, tokens, true, sink) {
-            self.evict(id);
-            return Err(e);
-        }
-        if let Some(s) = self.sessions.get_mut(id) {
-            s.tokens.extend_from_slice(tokens);
-            s.steps.push_back(tokens.len());
-        }
-        Ok(outcome)
+        self.append_many(&[(id, tokens)], &mut |_, tap| sink(tap))
+            .pop()
+            .unwrap_or(Err(EngineError::EmptyText))
     }
 
     /// Removes a session's tokens from `len` on (e.g. to regenerate with steering).
@@ -322,13 +417,17 @@ impl Engine {
             kept += take;
         }
         session.steps = steps;
-        if let Some(seq) = session.seq {
-            // Whole-sequence clears never fail; a partial removal is followed by a check.
-            let mem_ok = self.ctx.clear_sequence_from(seq, len as i32)
-                && self.ctx.sequence_max_pos(seq) < len as i32;
-            if !mem_ok {
-                self.evict(id);
+        match session.seq {
+            Some(seq) => {
+                // Whole-sequence clears never fail; a partial removal is followed by a check.
+                let mem_ok = self.ctx.clear_sequence_from(seq, len as i32)
+                    && self.ctx.sequence_max_pos(seq) < len as i32;
+                if !mem_ok {
+                    self.discard_residency(id);
+                }
             }
+            // The saved state holds the cut tokens; re-decode on next use instead.
+            None => self.drop_saved(id),
         }
         Ok(())
     }
@@ -368,11 +467,11 @@ impl Engine {
             };
             let piece = self.model.token_piece(token);
             let mut flow = ControlFlow::Continue(());
-            let result = self.decode_into(seq, pos, &[token], true, &mut |tap| {
+            let result = self.decode_run(seq, pos, &[token], true, &mut |tap| {
                 flow = on_token(tap, &piece);
             });
             if let Err(e) = result {
-                self.evict(id);
+                self.discard_residency(id);
                 return Err(e);
             }
             if let Some(s) = self.sessions.get_mut(id) {
@@ -456,140 +555,6 @@ impl Engine {
 
     pub fn perf(&self) -> PerfStats {
         self.ctx.perf()
-    }
-
-    /// Drops the oldest steps of `id` if `incoming` more tokens would not fit its window.
-    fn make_room(&mut self, id: &str, incoming: usize) -> Result<AppendOutcome, EngineError> {
-        let window = self.session_window();
-        let mut outcome = AppendOutcome::default();
-        let Some(session) = self.sessions.get_mut(id) else {
-            return Err(EngineError::UnknownSession(id.to_string()));
-        };
-        if session.pinned + incoming > window {
-            return Err(EngineError::InputTooLarge {
-                what: "step (tokens)",
-                limit: window - session.pinned,
-                got: incoming,
-            });
-        }
-        if session.tokens.len() + incoming <= window {
-            return Ok(outcome);
-        }
-        // Drop to half the window so that overflows (and their re-decodes) stay rare.
-        let target = (window / 2).max(session.pinned + incoming);
-        let mut retained = session.tokens.len();
-        let mut drop_tokens = 0;
-        while retained + incoming > target {
-            let Some(n) = session.steps.pop_front() else {
-                break;
-            };
-            retained -= n;
-            drop_tokens += n;
-            outcome.dropped_steps += 1;
-        }
-        let pinned = session.pinned;
-        session.tokens.drain(pinned..pinned + drop_tokens);
-        // Positions shifted: the KV cache no longer matches and is rebuilt on residency.
-        if let Some(seq) = session.seq.take() {
-            self.ctx.clear_sequence(seq);
-            self.free_seqs.push(seq);
-        }
-        Ok(outcome)
-    }
-
-    /// Gives the session a KV sequence, evicting the least recently used session if needed,
-    /// and re-decodes its retained tokens (without taps) if it was not resident.
-    fn ensure_resident(
-        &mut self,
-        id: &str,
-        outcome: &mut AppendOutcome,
-    ) -> Result<i32, EngineError> {
-        self.clock += 1;
-        let clock = self.clock;
-        let session = self
-            .sessions
-            .get_mut(id)
-            .ok_or_else(|| EngineError::UnknownSession(id.to_string()))?;
-        session.last_used = clock;
-        if let Some(seq) = session.seq {
-            return Ok(seq);
-        }
-        if self.free_seqs.is_empty() {
-            let victim = self
-                .sessions
-                .iter()
-                .filter(|(k, s)| s.seq.is_some() && k.as_str() != id)
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                self.evict(&victim);
-            }
-        }
-        let seq = self
-            .free_seqs
-            .pop()
-            .ok_or_else(|| EngineError::Context("no free KV sequence".into()))?;
-        let history = self
-            .sessions
-            .get(id)
-            .map(|s| s.tokens.clone())
-            .unwrap_or_default();
-        self.ctx.clear_sequence(seq);
-        if !history.is_empty() {
-            if let Err(e) = self.decode_into(seq, 0, &history, false, &mut |_| {}) {
-                self.ctx.clear_sequence(seq);
-                self.free_seqs.push(seq);
-                return Err(e);
-            }
-            outcome.redecoded_tokens += history.len();
-        }
-        if let Some(s) = self.sessions.get_mut(id) {
-            s.seq = Some(seq);
-        }
-        Ok(seq)
-    }
-
-    /// Frees a session's KV sequence; its tokens are kept and re-decoded on next use.
-    fn evict(&mut self, id: &str) {
-        if let Some(seq) = self.sessions.get_mut(id).and_then(|s| s.seq.take()) {
-            self.ctx.clear_sequence(seq);
-            self.free_seqs.push(seq);
-        }
-    }
-
-    fn decode_into(
-        &mut self,
-        seq: i32,
-        start: usize,
-        tokens: &[i32],
-        capture: bool,
-        sink: &mut dyn FnMut(&TokenTap<'_>),
-    ) -> Result<(), EngineError> {
-        let capture = capture && !self.taps.layers().is_empty();
-        self.taps.capture = capture;
-        let batch = self.config.n_batch as usize;
-        for (chunk_index, chunk) in tokens.chunks(batch).enumerate() {
-            let offset = chunk_index * batch;
-            let pos0 = (start + offset) as i32;
-            self.taps.begin_decode();
-            self.ctx
-                .decode(seq, pos0, chunk, capture && self.all_outputs)?;
-            if !capture {
-                continue;
-            }
-            self.taps
-                .check_complete(chunk.len())
-                .map_err(EngineError::Taps)?;
-            for (i, &token) in chunk.iter().enumerate() {
-                sink(&TokenTap {
-                    pos: pos0 + i as i32,
-                    token,
-                    index: offset + i,
-                    rows: self.taps.token_view(i),
-                });
-            }
-        }
-        Ok(())
     }
 }
 

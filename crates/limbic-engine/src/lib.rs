@@ -6,17 +6,20 @@
 //!
 //! All `unsafe` code of the project lives in the private `raw` module of this crate.
 
+mod batch;
 mod engine;
 mod error;
 mod model;
 mod raw;
 mod taps;
 mod validate;
+mod window;
 
 pub use engine::{
-    AppendOutcome, Engine, EngineConfig, GenerateOutcome, GenerateParams, PerfStats, StopReason,
+    AppendOutcome, Engine, EngineConfig, EngineStats, GenerateOutcome, GenerateParams, PerfStats,
+    StopReason, DEFAULT_STATE_BUDGET,
 };
 pub use error::EngineError;
 pub use model::{file_sha256, ChatMessage, Model, ModelInfo, ModelOptions};
 pub use taps::{TapRows, TokenTap};
-pub use validate::{check_model_file, HeaderFacts, SUPPORTED_ARCHS};
+pub use validate::{check_model_file, HeaderFacts, MAX_BLOCKS, SUPPORTED_ARCHS};

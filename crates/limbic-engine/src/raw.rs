@@ -263,6 +263,16 @@ impl Drop for RawModel {
     }
 }
 
+/// One token of a (possibly multi-sequence) decode batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchToken {
+    pub token: i32,
+    pub pos: i32,
+    pub seq: i32,
+    /// Produce an output row (logits; the last layer's residual is pruned to these rows).
+    pub output: bool,
+}
+
 /// Context creation parameters that limbic controls.
 pub(crate) struct ContextParams {
     pub n_ctx: u32,
@@ -322,32 +332,27 @@ impl RawContext {
         })
     }
 
-    /// Decodes `tokens` of sequence `seq` starting at position `pos0`. `want_logits(i)` says
-    /// which tokens produce an output row (logits, and the last layer's residual).
-    pub(crate) fn decode(
-        &mut self,
-        seq: i32,
-        pos0: i32,
-        tokens: &[i32],
-        all_outputs: bool,
-    ) -> Result<(), EngineError> {
-        if tokens.is_empty() || tokens.len() > self.batch_capacity {
+    /// Decodes one batch of tokens that may belong to several sequences (each entry says its
+    /// sequence, position and whether it produces an output row: logits, and the last
+    /// layer's residual).
+    pub(crate) fn decode(&mut self, entries: &[BatchToken]) -> Result<(), EngineError> {
+        if entries.is_empty() || entries.len() > self.batch_capacity {
             return Err(EngineError::Decode(format!(
                 "batch of {} tokens (capacity {})",
-                tokens.len(),
+                entries.len(),
                 self.batch_capacity
             )));
         }
-        let n = tokens.len();
+        let n = entries.len();
         // SAFETY: the batch arrays were allocated for `batch_capacity` >= n entries with one
         // sequence id each; we write only indices < n.
         let status = unsafe {
-            for (i, &tok) in tokens.iter().enumerate() {
-                *self.batch.token.add(i) = tok;
-                *self.batch.pos.add(i) = pos0 + i as i32;
+            for (i, e) in entries.iter().enumerate() {
+                *self.batch.token.add(i) = e.token;
+                *self.batch.pos.add(i) = e.pos;
                 *self.batch.n_seq_id.add(i) = 1;
-                *(*self.batch.seq_id.add(i)) = seq;
-                *self.batch.logits.add(i) = i8::from(all_outputs || i + 1 == n);
+                *(*self.batch.seq_id.add(i)) = e.seq;
+                *self.batch.logits.add(i) = i8::from(e.output);
             }
             self.batch.n_tokens = n as i32;
             sys::llama_decode(self.ptr.as_ptr(), self.batch)
@@ -397,6 +402,70 @@ impl RawContext {
             let mem = sys::llama_get_memory(self.ptr.as_ptr());
             sys::llama_memory_seq_pos_max(mem, seq)
         }
+    }
+
+    /// Whether the memory can move positions (RoPE K-shift); false for some caches/models.
+    pub(crate) fn can_shift(&self) -> bool {
+        // SAFETY: valid context; the memory handle lives inside it.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ptr.as_ptr());
+            !mem.is_null() && sys::llama_memory_can_shift(mem)
+        }
+    }
+
+    /// Removes positions `p0..p1` of a sequence; false if llama.cpp cannot cut it there.
+    pub(crate) fn remove_range(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
+        // SAFETY: valid context.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ptr.as_ptr());
+            sys::llama_memory_seq_rm(mem, seq, p0, p1)
+        }
+    }
+
+    /// Adds `delta` to the positions `p0..` of a sequence. llama.cpp re-rotates the keys
+    /// (K-shift) at the start of the next decode; call only when `can_shift()`.
+    pub(crate) fn shift_positions(&mut self, seq: i32, p0: i32, delta: i32) {
+        // SAFETY: valid context; llama.cpp only records the shift here.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ptr.as_ptr());
+            sys::llama_memory_seq_add(mem, seq, p0, -1, delta);
+        }
+    }
+
+    /// Bytes that saving the sequence would take.
+    pub(crate) fn sequence_state_size(&mut self, seq: i32) -> usize {
+        // SAFETY: valid context; only measures (writes into a counting sink).
+        unsafe { sys::llama_state_seq_get_size(self.ptr.as_ptr(), seq) }
+    }
+
+    /// Copies a sequence's KV state (positions, keys, values) into host memory; `None` if
+    /// llama.cpp reports a failure or the size changed under us.
+    pub(crate) fn save_sequence(&mut self, seq: i32, size: usize) -> Option<Vec<u8>> {
+        if size == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; size];
+        // SAFETY: `buf` is writable for `size` bytes; llama.cpp writes at most that many and
+        // returns 0 (after logging) when the state does not fit.
+        let written = unsafe {
+            sys::llama_state_seq_get_data(self.ptr.as_ptr(), buf.as_mut_ptr(), size, seq)
+        };
+        (written == size).then_some(buf)
+    }
+
+    /// Loads a state saved by [`RawContext::save_sequence`] into sequence `seq` (which it
+    /// replaces). False if llama.cpp refuses it (the sequence is then left empty).
+    pub(crate) fn restore_sequence(&mut self, seq: i32, data: &[u8]) -> bool {
+        // SAFETY: `data` is readable for its length; llama.cpp validates the contents and
+        // returns 0 on failure.
+        let read = unsafe {
+            sys::llama_state_seq_set_data(self.ptr.as_ptr(), data.as_ptr(), data.len(), seq)
+        };
+        if read == 0 || read > data.len() {
+            self.clear_sequence(seq);
+            return false;
+        }
+        true
     }
 
     /// Sets (or clears, with `None`) the control vector. `data` starts at layer 1, n_embd per layer.

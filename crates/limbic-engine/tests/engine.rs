@@ -9,6 +9,9 @@ use limbic_engine::{
     Engine, EngineConfig, EngineError, GenerateParams, Model, ModelOptions, StopReason,
 };
 
+#[path = "engine/windows.rs"]
+mod windows;
+
 const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn model_path() -> PathBuf {
@@ -218,6 +221,8 @@ fn eviction_and_redecode_keep_results_exact() {
     // transparently re-decoded when it comes back.
     let layers = [12];
     let mut e = engine(&layers, 2048, 2);
+    // No saved states: this test covers the re-decode path (restore has its own test).
+    e.set_state_budget(0);
     capture(
         &mut e,
         "a",
@@ -250,6 +255,8 @@ fn outgrowing_the_window_drops_oldest_steps_and_stays_exact() {
     // 256 tokens for one session: appending ~30-token steps overflows after a few.
     let layers = [10];
     let mut e = engine(&layers, 256, 1);
+    // The re-decode fallback (KV shift has its own test): results equal a fresh decode.
+    e.set_kv_shift(false);
     let step = |i: usize| {
         format!(" Step {i}: I looked at the next failing check and wrote down what it says about the cache.")
     };
@@ -456,11 +463,14 @@ fn bad_inputs_are_clear_errors() {
         e.append_text("s", "   ", &mut |_| {}),
         Err(EngineError::EmptyText)
     ));
-    // A step larger than the session window.
-    let huge = "word ".repeat(5000);
+    // Token ids outside the vocabulary are refused before anything is decoded.
     assert!(matches!(
-        e.append_text("s", &huge, &mut |_| {}),
-        Err(EngineError::InputTooLarge { .. })
+        e.append_tokens("s", &[1, 2, 49152], &mut |_| {}),
+        Err(EngineError::Decode(m)) if m.contains("49152")
+    ));
+    assert!(matches!(
+        e.append_tokens("s", &[-1], &mut |_| {}),
+        Err(EngineError::Decode(_))
     ));
     assert!(matches!(e.set_taps(&[30]), Err(EngineError::Taps(_))));
     // The engine still works after refusals.
