@@ -170,10 +170,11 @@ pub struct ChainHead {
 pub struct CheckpointReport {
     /// Another connection kept the checkpoint from completing.
     pub busy: bool,
-    /// Frames in the WAL when the checkpoint ran (-1 if unknown).
-    pub wal_frames: i64,
-    /// Frames copied into the database file (-1 if unknown).
-    pub checkpointed_frames: i64,
+    /// Size of the `-wal` file before and after (0 after a complete
+    /// checkpoint; SQLite's own frame counts read 0 after a TRUNCATE, so the
+    /// file size is what tells how much was moved).
+    pub wal_bytes_before: u64,
+    pub wal_bytes_after: u64,
 }
 
 /// A hash-chained, append-only SQLite audit log.
@@ -537,17 +538,18 @@ impl AuditLog {
     /// committed rows are safe either way, they are just still in the WAL.
     pub fn checkpoint(&self) -> Result<CheckpointReport> {
         self.ensure_writable("checkpoint")?;
+        let wal = sidecar(&self.path, "-wal");
+        let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let inner = self.lock();
-        let (busy, wal_frames, checkpointed_frames): (i64, i64, i64) = inner
+        let wal_bytes_before = wal_bytes();
+        let busy: i64 = inner
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
             .ctx(&self.path, "checkpointing the WAL")?;
         Ok(CheckpointReport {
             busy: busy != 0,
-            wal_frames,
-            checkpointed_frames,
+            wal_bytes_before,
+            wal_bytes_after: wal_bytes(),
         })
     }
 
