@@ -275,6 +275,16 @@ impl SignedAnchor {
                 trusted.key_id()
             )));
         }
+        // Only a key holder can sign nonsense, but never treat it as a head.
+        if self.seq < 0 {
+            return Err(bad(format!("negative seq {}", self.seq)));
+        }
+        if self.row_hash.len() != 64 || !self.row_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(format!(
+                "row_hash `{}` is not 64 hex digits",
+                self.row_hash
+            )));
+        }
         let mut sig = [0u8; 64];
         hex::decode_to_slice(self.signature.trim(), &mut sig)
             .map_err(|e| bad(format!("signature is not 128 hex digits: {e}")))?;

@@ -280,6 +280,24 @@ fn forged_anchors_are_refused() {
     assert!(SignedAnchor::from_json("[]").is_err());
     assert!(AnchorPublicKey::from_hex("12").is_err());
 
+    // 6. Validly signed by the trusted key but not a chain position.
+    for head in [
+        limbic_audit::ChainHead {
+            seq: -1,
+            hash: anchor.row_hash.clone(),
+        },
+        limbic_audit::ChainHead {
+            seq: 1,
+            hash: "xyz".into(),
+        },
+    ] {
+        let odd = key.sign(&head, 0);
+        assert!(
+            verify_with_anchor(&path, &odd, &trusted).is_err(),
+            "{head:?}"
+        );
+    }
+
     // The genuine anchor still reports the rewrite (as a failed report).
     let report = verify_with_anchor(&path, &anchor, &trusted).unwrap();
     assert!(!report.ok);
