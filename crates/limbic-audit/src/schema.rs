@@ -12,8 +12,8 @@ use crate::error::{AuditError, Result, SqlContext};
 ///
 /// * 1: the first release.
 /// * 2: `steps.tracker_state`, `decisions.delivery`, `decisions.delivery_note`
-///   (added columns; rows written by version 1 hash exactly as before, see
-///   [`ChainedTable::added_columns`]).
+///   (added nullable columns; trailing NULLs among them are left out of a
+///   row's hash, so rows written by version 1 hash exactly as before).
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// Oldest schema version this build reads (and migrates when opened for
