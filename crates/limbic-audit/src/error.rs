@@ -38,6 +38,54 @@ pub enum AuditError {
         problem: String,
     },
 
+    /// The step number does not fit the log's signed 64-bit column. Never
+    /// clamped or wrapped: the step is refused.
+    #[error(
+        "audit log {}: session `{session}`: step {step} is larger than the largest step \
+         number the log stores ({max})",
+        .path.display(), max = i64::MAX
+    )]
+    StepIndexTooLarge {
+        path: PathBuf,
+        session: String,
+        step: u64,
+    },
+
+    /// The step number repeats or goes back within its session (a replayed
+    /// or injected step). Nothing was written.
+    #[error(
+        "audit log {}: session `{session}`: step {step} is not after the last recorded \
+         step {last} (a duplicate or going backwards); nothing was recorded",
+        .path.display()
+    )]
+    StepNotAfterLast {
+        path: PathBuf,
+        session: String,
+        step: u64,
+        last: u64,
+    },
+
+    /// A signing-key file that can't be used (unreadable, malformed, or
+    /// readable by other users).
+    #[error("anchor key {}: {detail}", .path.display())]
+    Key { path: PathBuf, detail: String },
+
+    /// An anchor that can't be trusted: malformed, signed by another key than
+    /// the trusted one, or with a signature that does not verify.
+    #[error("anchor{}: {detail}", .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Anchor {
+        path: Option<PathBuf>,
+        detail: String,
+    },
+
+    #[error("{}: {context}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("audit log {}: {context}: {source}", .path.display())]
     Sqlite {
         path: PathBuf,
@@ -48,6 +96,26 @@ pub enum AuditError {
 }
 
 pub type Result<T, E = AuditError> = std::result::Result<T, E>;
+
+impl AuditError {
+    /// `true` when the step itself was at fault (its number is too large,
+    /// repeats or goes backwards): the caller should answer the client with
+    /// a 4xx / flagged answer rather than treat the log as broken.
+    pub fn is_step_number_error(&self) -> bool {
+        matches!(
+            self,
+            AuditError::StepIndexTooLarge { .. } | AuditError::StepNotAfterLast { .. }
+        )
+    }
+}
+
+pub(crate) fn io_error(path: &Path, context: &'static str, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.to_path_buf(),
+        context,
+        source,
+    }
+}
 
 /// Maps a rusqlite error to an `AuditError`, recognising the "not a database"
 /// case so the user is told plainly that they pointed at the wrong file.

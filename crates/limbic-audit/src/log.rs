@@ -12,7 +12,8 @@ use rusqlite::{
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{row_hash, sha256_hex, stored_real};
-use crate::error::{AuditError, Result, SqlContext};
+use crate::error::{io_error, AuditError, Result, SqlContext};
+use crate::private;
 use crate::schema::{self, ChainedTable, CONFIG, DECISIONS, SESSIONS, STEPS};
 
 /// How an audit log is opened.
@@ -53,7 +54,11 @@ pub struct ConfigRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub session_id: String,
-    pub step_index: u32,
+    /// Step number within the session. Stored as a signed 64-bit integer:
+    /// values above `i64::MAX` are refused ([`AuditError::StepIndexTooLarge`]),
+    /// and each step must be greater than the session's last one
+    /// ([`AuditError::StepNotAfterLast`]).
+    pub step_index: u64,
     pub ts_start_ms: i64,
     pub ts_end_ms: i64,
     pub tool: String,
@@ -67,6 +72,56 @@ pub struct StepRecord {
     pub stress_signature: f32,
     pub spike: bool,
     pub latency_ms: f64,
+    /// The guard's per-session tracker state after this step, opaque to the
+    /// log (at most [`MAX_TRACKER_STATE_BYTES`] as JSON). Written in the same
+    /// transaction as the step and covered by its hash, so a restarted guard
+    /// can restore it with [`AuditLog::session_state`].
+    #[serde(default)]
+    pub tracker_state: Option<serde_json::Value>,
+}
+
+/// Largest tracker state, as JSON text, that [`AuditLog::append_step`] stores.
+pub const MAX_TRACKER_STATE_BYTES: usize = 64 * 1024;
+
+/// Whether the recorded decision is what the agent was actually told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// The answer was sent in time (stored as NULL, as in every row written
+    /// before this field existed).
+    #[default]
+    Delivered,
+    /// The answer was ready only after the client's deadline: the agent went
+    /// by its own timeout behaviour (say what in `delivery_note`).
+    Late,
+    /// The answer was never sent (client gone, daemon shutting down).
+    Undelivered,
+}
+
+impl Delivery {
+    /// The stored value: NULL for `Delivered`, else `late` / `undelivered`.
+    pub fn as_stored(self) -> Option<&'static str> {
+        match self {
+            Delivery::Delivered => None,
+            Delivery::Late => Some("late"),
+            Delivery::Undelivered => Some("undelivered"),
+        }
+    }
+
+    /// `delivered`, `late` or `undelivered`.
+    pub fn as_str(self) -> &'static str {
+        self.as_stored().unwrap_or("delivered")
+    }
+
+    /// Inverse of [`Delivery::as_stored`]; `None` for an unknown value.
+    pub fn from_stored(value: Option<&str>) -> Option<Delivery> {
+        match value {
+            None => Some(Delivery::Delivered),
+            Some("late") => Some(Delivery::Late),
+            Some("undelivered") => Some(Delivery::Undelivered),
+            Some(_) => None,
+        }
+    }
 }
 
 /// The guard's decision about a step (strings, so this crate does not depend
@@ -80,6 +135,13 @@ pub struct DecisionRecord {
     pub rule_id: String,
     pub reason: String,
     pub classes: Vec<String>,
+    /// Whether the agent got this answer; hashed with the row.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// What happened instead, e.g. "hook deadline 4000 ms passed at 5230 ms;
+    /// the agent's hook denied". Hashed with the row.
+    #[serde(default)]
+    pub delivery_note: Option<String>,
 }
 
 /// Proof that a step and its decision are durably committed.
@@ -103,6 +165,18 @@ pub struct ChainHead {
     pub hash: String,
 }
 
+/// Outcome of [`AuditLog::checkpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    /// Another connection kept the checkpoint from completing.
+    pub busy: bool,
+    /// Size of the `-wal` file before and after (0 after a complete
+    /// checkpoint; SQLite's own frame counts read 0 after a TRUNCATE, so the
+    /// file size is what tells how much was moved).
+    pub wal_bytes_before: u64,
+    pub wal_bytes_after: u64,
+}
+
 /// A hash-chained, append-only SQLite audit log.
 ///
 /// The handle is `Send + Sync`: threads may share one handle (appends are
@@ -113,6 +187,9 @@ pub struct AuditLog {
     path: PathBuf,
     options: AuditOptions,
     read_only: bool,
+    /// Schema version of the file (always current for writable handles,
+    /// which migrate on open).
+    version: i64,
     inner: Mutex<Inner>,
 }
 
@@ -135,46 +212,80 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (creating if needed) the audit log at `path`.
     ///
+    /// A new file is created with mode 0600 (SQLite gives its `-wal` and
+    /// `-shm` files the same mode) and missing parent directories with mode
+    /// 0700; an existing file readable by others is tightened to owner-only
+    /// where we own it. A version-1 log is migrated to the current schema
+    /// (older limbic builds then refuse it with a "schema too new" error).
+    ///
     /// Fails if the file is not SQLite, is some other application's database,
     /// or has a newer schema than this build understands.
     pub fn open(path: impl AsRef<Path>, options: AuditOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            private::create_private_dir_all(dir)
+                .map_err(|e| io_error(dir, "creating the audit log's directory", e))?;
+        }
+        private::create_private_file_if_missing(&path)
+            .map_err(|e| io_error(&path, "creating the audit log file", e))?;
         let mut conn = Connection::open(&path).ctx(&path, "opening database")?;
         configure(&conn, &path, &options)?;
         schema::ensure(&mut conn, &path)?;
+        // Only now is it known to be our log: tighten one an older limbic
+        // left world-readable.
+        for suffix in ["", "-wal", "-shm"] {
+            private::tighten_file(&sidecar(&path, suffix));
+        }
         conn.pragma_update(None, "foreign_keys", true)
             .ctx(&path, "enabling foreign keys")?;
-        Ok(Self {
+        Ok(Self::from_connection(
             path,
             options,
-            read_only: false,
-            inner: Mutex::new(Inner {
-                conn,
-                config_row: None,
-            }),
-        })
+            false,
+            schema::SCHEMA_VERSION,
+            conn,
+        ))
     }
 
-    /// Opens an existing log for queries only; never creates or migrates it.
+    /// Opens an existing log for queries only; never creates or migrates it
+    /// (reads version-1 logs as they are). SQLite may still create or update
+    /// the `-shm` index next to a WAL-mode file; to leave every byte of a log
+    /// alone, use [`crate::AuditSnapshot`].
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let options = AuditOptions::default();
         let conn = open_existing_read_only(&path, options.busy_timeout)?;
-        if schema::check_version(&conn, &path)? != schema::SCHEMA_VERSION {
-            return Err(AuditError::NotAnAuditLog {
-                path,
-                detail: "database has no limbic schema".into(),
-            });
-        }
-        Ok(Self {
+        let version = schema::check_readable(&conn, &path)?;
+        Ok(Self::from_connection(path, options, true, version, conn))
+    }
+
+    pub(crate) fn from_connection(
+        path: PathBuf,
+        options: AuditOptions,
+        read_only: bool,
+        version: i64,
+        conn: Connection,
+    ) -> Self {
+        Self {
             path,
             options,
-            read_only: true,
+            read_only,
+            version,
             inner: Mutex::new(Inner {
                 conn,
                 config_row: None,
             }),
-        })
+        }
+    }
+
+    /// Schema version of the file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> i64 {
+        self.version
+    }
+
+    /// `true` for handles from [`AuditLog::open_read_only`] and snapshots.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn path(&self) -> &Path {
@@ -283,6 +394,29 @@ impl AuditLog {
         let scores_json = to_json(path, "scores", &step.scores)?;
         let peak_json = to_json(path, "peak", &step.peak)?;
         let classes_json = to_json(path, "classes", &decision.classes)?;
+        let step_index =
+            i64::try_from(step.step_index).map_err(|_| AuditError::StepIndexTooLarge {
+                path: path.to_path_buf(),
+                session: step.session_id.clone(),
+                step: step.step_index,
+            })?;
+        let tracker_state = match &step.tracker_state {
+            None => Value::Null,
+            Some(state) => {
+                let json = to_json(path, "tracker_state", state)?;
+                if json.len() > MAX_TRACKER_STATE_BYTES {
+                    return Err(AuditError::InvalidField {
+                        path: path.to_path_buf(),
+                        field: "tracker_state",
+                        problem: format!(
+                            "{} bytes as JSON, more than the {MAX_TRACKER_STATE_BYTES} stored",
+                            json.len()
+                        ),
+                    });
+                }
+                Value::Text(json)
+            }
+        };
         let text_sha256 = sha256_hex(step.text.as_bytes());
         let text = if self.options.store_text {
             Value::Text(step.text.clone())
@@ -300,7 +434,21 @@ impl AuditLog {
             .and_then(|mut stmt| stmt.query_row([&step.session_id], |r| r.get(0)).optional())
             .ctx(path, "looking up session")?;
         let session_row = match existing_session {
-            Some(id) => id,
+            Some(id) => {
+                // Checked under the write lock, so two writers can't both
+                // record the same step number.
+                if let Some(last) = last_step_index(&tx, path, &step.session_id)? {
+                    if step_index <= last {
+                        return Err(AuditError::StepNotAfterLast {
+                            path: path.to_path_buf(),
+                            session: step.session_id.clone(),
+                            step: step.step_index,
+                            last: u64::try_from(last).unwrap_or(0),
+                        });
+                    }
+                }
+                id
+            }
             None => {
                 let config = config_row.map_or(Value::Null, Value::Integer);
                 insert_chained(
@@ -325,7 +473,7 @@ impl AuditLog {
             &STEPS,
             vec![
                 Value::Text(step.session_id.clone()),
-                Value::Integer(i64::from(step.step_index)),
+                Value::Integer(step_index),
                 Value::Integer(step.ts_start_ms),
                 Value::Integer(step.ts_end_ms),
                 Value::Text(step.tool.clone()),
@@ -337,6 +485,7 @@ impl AuditLog {
                 stored_real(f64::from(step.stress_signature)),
                 Value::Integer(i64::from(step.spike)),
                 stored_real(step.latency_ms),
+                tracker_state,
             ],
         )?;
 
@@ -352,6 +501,14 @@ impl AuditLog {
                 Value::Text(decision.rule_id.clone()),
                 Value::Text(decision.reason.clone()),
                 Value::Text(classes_json),
+                decision
+                    .delivery
+                    .as_stored()
+                    .map_or(Value::Null, |d| Value::Text(d.to_string())),
+                decision
+                    .delivery_note
+                    .clone()
+                    .map_or(Value::Null, Value::Text),
             ],
         )?;
         write_head(&tx, path, &head)?;
@@ -371,6 +528,29 @@ impl AuditLog {
     pub fn head(&self) -> Result<ChainHead> {
         let inner = self.lock();
         read_head(&inner.conn, &self.path)
+    }
+
+    /// Copies every committed WAL frame into the database file and truncates
+    /// the `-wal` file (`PRAGMA wal_checkpoint(TRUNCATE)`), so that a copy of
+    /// the database file alone holds every row. Call it periodically and on
+    /// shutdown. `busy` in the result means readers or writers of other
+    /// connections kept it from finishing (it waits up to the busy timeout);
+    /// committed rows are safe either way, they are just still in the WAL.
+    pub fn checkpoint(&self) -> Result<CheckpointReport> {
+        self.ensure_writable("checkpoint")?;
+        let wal = sidecar(&self.path, "-wal");
+        let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let inner = self.lock();
+        let wal_bytes_before = wal_bytes();
+        let busy: i64 = inner
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .ctx(&self.path, "checkpointing the WAL")?;
+        Ok(CheckpointReport {
+            busy: busy != 0,
+            wal_bytes_before,
+            wal_bytes_after: wal_bytes(),
+        })
     }
 
     /// Runs `f` with the connection (for the query helpers).
@@ -484,7 +664,9 @@ fn insert_chained(
     fields.push(Value::Integer(id));
     fields.push(Value::Integer(seq));
     fields.extend(data);
-    let hash = row_hash(&head.hash, table.name, &fields);
+    let mut hashed = fields.clone();
+    table.trim_for_hash(&mut hashed);
+    let hash = row_hash(&head.hash, table.name, &hashed);
     fields.push(Value::Text(head.hash.clone()));
     fields.push(Value::Text(hash.clone()));
     tx.prepare_cached(&table.insert_sql())
@@ -495,6 +677,24 @@ fn insert_chained(
         hash: hash.clone(),
     };
     Ok((id, hash))
+}
+
+/// `path` with `suffix` appended to its file name (`audit.db` → `audit.db-wal`).
+pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Largest step number recorded for a session (`None` if it has no steps).
+pub(crate) fn last_step_index(
+    conn: &Connection,
+    path: &Path,
+    session: &str,
+) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT MAX(step_index) FROM steps WHERE session_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([session], |r| r.get(0)))
+        .ctx(path, "reading the session's last step")
 }
 
 fn to_json<T: Serialize>(path: &Path, field: &'static str, value: &T) -> Result<String> {

@@ -1,4 +1,4 @@
-//! Read helpers for the CLI (`limbic log ...`).
+//! Read helpers for the CLI (`limbic audit show`, `sessions`, ...).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AuditError, Result, SqlContext};
 use crate::log::AuditLog;
+use crate::state::step_u64;
 
 /// A decision joined with the step it judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,14 @@ pub struct SessionSummary {
     pub mean_stress: Option<f64>,
     /// Count of each decision kind ("allow", "veto", ...).
     pub decisions: BTreeMap<String, u64>,
+    /// Largest step number of the session.
+    pub last_step: Option<u64>,
+    /// Step number of the session's first (in chain order) `veto`.
+    pub first_veto_step: Option<u64>,
+    /// Decisions whose answer reached the agent too late.
+    pub late: u64,
+    /// Decisions whose answer never reached the agent.
+    pub undelivered: u64,
 }
 
 const DECISION_VIEW_SELECT: &str = "
@@ -115,11 +124,37 @@ impl AuditLog {
 
     /// Summary of one session, or `None` if the log has never seen it.
     pub fn session_summary(&self, session_id: &str) -> Result<Option<SessionSummary>> {
-        self.with_conn(|conn, path| summarise(conn, path, session_id))
+        let version = self.schema_version();
+        self.with_conn(|conn, path| summarise(conn, path, version, session_id))
+    }
+
+    /// Summaries of every session, in the order they were first seen.
+    pub fn all_session_summaries(&self) -> Result<Vec<SessionSummary>> {
+        let version = self.schema_version();
+        self.with_conn(|conn, path| {
+            let ids: Vec<String> = {
+                let mut stmt = conn
+                    .prepare("SELECT session_id FROM sessions ORDER BY seq")
+                    .ctx(path, "listing sessions")?;
+                let ids = stmt
+                    .query_map([], |r| r.get(0))
+                    .ctx(path, "listing sessions")?;
+                ids.collect::<std::result::Result<_, _>>()
+                    .ctx(path, "listing sessions")?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(summary) = summarise(conn, path, version, &id)? {
+                    out.push(summary);
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Summaries of the `limit` sessions seen most recently, newest first.
     pub fn session_summaries(&self, limit: usize) -> Result<Vec<SessionSummary>> {
+        let version = self.schema_version();
         self.with_conn(|conn, path| {
             let ids: Vec<String> = {
                 let mut stmt = conn
@@ -138,7 +173,7 @@ impl AuditLog {
             };
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(summary) = summarise(conn, path, &id)? {
+                if let Some(summary) = summarise(conn, path, version, &id)? {
                     out.push(summary);
                 }
             }
@@ -147,7 +182,12 @@ impl AuditLog {
     }
 }
 
-fn summarise(conn: &Connection, path: &Path, session_id: &str) -> Result<Option<SessionSummary>> {
+fn summarise(
+    conn: &Connection,
+    path: &Path,
+    version: i64,
+    session_id: &str,
+) -> Result<Option<SessionSummary>> {
     let ctx = "summarising session";
     let session: Option<(i64, Option<i64>)> = conn
         .prepare_cached("SELECT first_seen_ms, config_id FROM sessions WHERE session_id = ?1")
@@ -159,17 +199,50 @@ fn summarise(conn: &Connection, path: &Path, session_id: &str) -> Result<Option<
     let Some((first_seen_ms, config_row)) = session else {
         return Ok(None);
     };
-    let (steps, last_ts_ms, spikes, max_stress, mean_stress): (i64, Option<i64>, Option<i64>, Option<f64>, Option<f64>) =
-        conn.prepare_cached(
-            "SELECT COUNT(*), MAX(ts_end_ms), SUM(spike), MAX(stress_signature), AVG(stress_signature)
+    type Aggregates = (
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<f64>,
+        Option<f64>,
+        Option<i64>,
+    );
+    let (steps, last_ts_ms, spikes, max_stress, mean_stress, last_step): Aggregates = conn
+        .prepare_cached(
+            "SELECT COUNT(*), MAX(ts_end_ms), SUM(spike), MAX(stress_signature), AVG(stress_signature),
+                    MAX(step_index)
              FROM steps WHERE session_id = ?1",
         )
         .and_then(|mut stmt| {
             stmt.query_row([session_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
         })
         .ctx(path, ctx)?;
+    let first_veto_step: Option<i64> = conn
+        .prepare_cached(
+            "SELECT s.step_index FROM decisions d JOIN steps s ON s.id = d.step_id
+             WHERE s.session_id = ?1 AND d.decision = 'veto' ORDER BY d.seq LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.query_row([session_id], |r| r.get(0)).optional())
+        .ctx(path, ctx)?;
+    let (late, undelivered): (i64, i64) = if version >= 2 {
+        conn.prepare_cached(
+            "SELECT COALESCE(SUM(d.delivery = 'late'), 0), COALESCE(SUM(d.delivery = 'undelivered'), 0)
+             FROM decisions d JOIN steps s ON s.id = d.step_id WHERE s.session_id = ?1",
+        )
+        .and_then(|mut stmt| stmt.query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?))))
+        .ctx(path, ctx)?
+    } else {
+        (0, 0)
+    };
     let mut decisions = BTreeMap::new();
     {
         let mut stmt = conn
@@ -198,5 +271,9 @@ fn summarise(conn: &Connection, path: &Path, session_id: &str) -> Result<Option<
         max_stress,
         mean_stress,
         decisions,
+        last_step: last_step.map(|s| step_u64(path, s)).transpose()?,
+        first_veto_step: first_veto_step.map(|s| step_u64(path, s)).transpose()?,
+        late: u64::try_from(late).unwrap_or(0),
+        undelivered: u64::try_from(undelivered).unwrap_or(0),
     }))
 }

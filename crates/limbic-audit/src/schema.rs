@@ -9,7 +9,16 @@ use crate::error::{AuditError, Result, SqlContext};
 
 /// Schema version stored in `PRAGMA user_version`. Bump on any change to the
 /// tables or to the canonical encoding, and add a migration in `ensure`.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// * 1: the first release.
+/// * 2: `steps.tracker_state`, `decisions.delivery`, `decisions.delivery_note`
+///   (added nullable columns; trailing NULLs among them are left out of a
+///   row's hash, so rows written by version 1 hash exactly as before).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Oldest schema version this build reads (and migrates when opened for
+/// writing).
+pub const OLDEST_SCHEMA_VERSION: i64 = 1;
 
 /// `PRAGMA application_id` marking a file as a limbic audit log ("LMBA").
 pub const APPLICATION_ID: i64 = 0x4C4D_4241;
@@ -19,6 +28,12 @@ pub(crate) struct ChainedTable {
     pub name: &'static str,
     /// Data columns in hash order; `id` and `seq` are hashed before them.
     pub data_columns: &'static [&'static str],
+    /// Nullable columns added by schema version 2, hashed after
+    /// `data_columns`. Trailing NULLs among them are left out of the hash,
+    /// so a row written before the migration (all NULL) hashes exactly as it
+    /// did under version 1, and the encoding stays unambiguous (the field
+    /// count is part of it and a left-out field can only be NULL).
+    pub added_columns: &'static [&'static str],
 }
 
 pub(crate) const CONFIG: ChainedTable = ChainedTable {
@@ -32,11 +47,13 @@ pub(crate) const CONFIG: ChainedTable = ChainedTable {
         "settings_json",
         "started_at_ms",
     ],
+    added_columns: &[],
 };
 
 pub(crate) const SESSIONS: ChainedTable = ChainedTable {
     name: "sessions",
     data_columns: &["session_id", "first_seen_ms", "config_id"],
+    added_columns: &[],
 };
 
 pub(crate) const STEPS: ChainedTable = ChainedTable {
@@ -56,6 +73,7 @@ pub(crate) const STEPS: ChainedTable = ChainedTable {
         "spike",
         "latency_ms",
     ],
+    added_columns: &["tracker_state"],
 };
 
 pub(crate) const DECISIONS: ChainedTable = ChainedTable {
@@ -68,18 +86,39 @@ pub(crate) const DECISIONS: ChainedTable = ChainedTable {
         "reason",
         "classes_json",
     ],
+    added_columns: &["delivery", "delivery_note"],
 };
 
 pub(crate) const CHAINED_TABLES: [&ChainedTable; 4] = [&CONFIG, &SESSIONS, &STEPS, &DECISIONS];
 
 impl ChainedTable {
+    /// Insert statement for the current schema: `id, seq`, the data columns,
+    /// the added columns, then `prev_hash, row_hash`.
     pub fn insert_sql(&self) -> String {
-        let columns = self.data_columns.join(", ");
-        let placeholders = vec!["?"; self.data_columns.len() + 4].join(", ");
+        let columns = self.columns(SCHEMA_VERSION).join(", ");
+        let placeholders = vec!["?"; self.columns(SCHEMA_VERSION).len() + 4].join(", ");
         format!(
             "INSERT INTO {} (id, seq, {columns}, prev_hash, row_hash) VALUES ({placeholders})",
             self.name
         )
+    }
+
+    /// Hashed columns (after `id, seq`) present in a file of `version`.
+    pub fn columns(&self, version: i64) -> Vec<&'static str> {
+        let mut columns = self.data_columns.to_vec();
+        if version >= 2 {
+            columns.extend_from_slice(self.added_columns);
+        }
+        columns
+    }
+
+    /// Drops trailing NULLs among the added columns from `fields`
+    /// (`id, seq, data..., added...`), giving the list that is hashed.
+    pub fn trim_for_hash(&self, fields: &mut Vec<rusqlite::types::Value>) {
+        let fixed = 2 + self.data_columns.len();
+        while fields.len() > fixed && matches!(fields.last(), Some(rusqlite::types::Value::Null)) {
+            fields.pop();
+        }
     }
 }
 
@@ -154,6 +193,15 @@ CREATE TABLE chain_head (
 ) STRICT;
 ";
 
+// Version 1 -> 2. Added columns are nullable (old rows read NULL and hash as
+// before). The second index serves "latest row of a session" lookups.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE steps ADD COLUMN tracker_state TEXT;
+ALTER TABLE decisions ADD COLUMN delivery TEXT;
+ALTER TABLE decisions ADD COLUMN delivery_note TEXT;
+CREATE INDEX steps_by_session_seq ON steps(session_id, seq);
+";
+
 fn read_pragma_i64(conn: &Connection, path: &Path, pragma: &'static str) -> Result<i64> {
     conn.pragma_query_value(None, pragma, |row| row.get(0))
         .ctx(path, "reading schema version")
@@ -192,50 +240,68 @@ pub(crate) fn check_version(conn: &Connection, path: &Path) -> Result<i64> {
     Ok(version)
 }
 
-/// Creates the schema on an empty database, or checks an existing one.
+/// Creates the schema on an empty database, migrates an older limbic schema
+/// to the current one, or checks an up-to-date one.
 pub(crate) fn ensure(conn: &mut Connection, path: &Path) -> Result<()> {
     if check_version(conn, path)? == SCHEMA_VERSION {
         return Ok(());
     }
-    // Another process may be initialising the same file right now: take the
-    // write lock, then look again before creating anything.
+    // Another process may be initialising or migrating the same file right
+    // now: take the write lock, then look again before changing anything.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx(path, "locking database to create the schema")?;
+        .ctx(path, "locking database to create or migrate the schema")?;
     let version = check_version(&tx, path)?;
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    // version == 0 here (check_version rejected everything else). Refuse to
-    // sprinkle our tables into somebody else's database.
-    let foreign_table: Option<String> = tx
-        .query_row(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1",
-            [],
-            |row| row.get(0),
+    if version == 0 {
+        // Refuse to sprinkle our tables into somebody else's database.
+        let foreign_table: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .ctx(path, "inspecting existing tables")?;
+        if let Some(table) = foreign_table {
+            return Err(AuditError::NotAnAuditLog {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "database already holds other tables (e.g. `{table}`) and no limbic schema version"
+                ),
+            });
+        }
+        tx.execute_batch(CREATE_V1)
+            .ctx(path, "creating audit log schema")?;
+        tx.execute(
+            "INSERT INTO chain_head (id, last_seq, last_hash) VALUES (1, 0, ?1)",
+            [GENESIS_HASH],
         )
-        .optional()
-        .ctx(path, "inspecting existing tables")?;
-    if let Some(table) = foreign_table {
-        return Err(AuditError::NotAnAuditLog {
-            path: path.to_path_buf(),
-            detail: format!(
-                "database already holds other tables (e.g. `{table}`) and no limbic schema version"
-            ),
-        });
+        .ctx(path, "initialising chain head")?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .ctx(path, "setting application_id")?;
     }
-    tx.execute_batch(CREATE_V1)
-        .ctx(path, "creating audit log schema")?;
-    tx.execute(
-        "INSERT INTO chain_head (id, last_seq, last_hash) VALUES (1, 0, ?1)",
-        [GENESIS_HASH],
-    )
-    .ctx(path, "initialising chain head")?;
-    tx.pragma_update(None, "application_id", APPLICATION_ID)
-        .ctx(path, "setting application_id")?;
+    // version is 0 (just created as 1) or 1 here: check_version rejected the rest.
+    tx.execute_batch(MIGRATE_1_TO_2)
+        .ctx(path, "migrating audit log schema from version 1 to 2")?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .ctx(path, "setting schema version")?;
-    tx.commit().ctx(path, "committing schema creation")
+    tx.commit().ctx(path, "committing schema change")
+}
+
+/// Checks that an existing file holds a limbic schema this build reads
+/// (without migrating it) and returns its version.
+pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<i64> {
+    let version = check_version(conn, path)?;
+    if version < OLDEST_SCHEMA_VERSION {
+        return Err(AuditError::NotAnAuditLog {
+            path: path.to_path_buf(),
+            detail: "database has no limbic schema".into(),
+        });
+    }
+    Ok(version)
 }
 
 /// Names of the tables a complete log must have.

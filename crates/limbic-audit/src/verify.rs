@@ -7,12 +7,13 @@
 //!
 //! What is NOT detected from the file alone: an attacker who rewrites the
 //! chain consistently — e.g. deletes the last rows and sets `chain_head` to
-//! the new end, or edits a row and recomputes every later hash — because the
-//! hash function is public and there is no secret. To catch that, export
-//! [`crate::AuditLog::head`] regularly to somewhere the attacker can't write
-//! (another machine, a ticket, a printed receipt) and check with
-//! [`verify_against_anchor`]: every row up to the anchored seq is then
-//! protected; rows appended after the last anchor still are not.
+//! the new end (one `UPDATE`), or edits a row and recomputes every later
+//! hash — because the hash function is public and there is no secret. To
+//! catch that, anchor the head regularly: [`crate::AnchorKey`] signs it into
+//! a [`crate::SignedAnchor`] kept where the agent host can't write, and
+//! [`crate::verify_with_anchor`] (or [`verify_against_anchor`] with an
+//! unsigned [`ChainHead`]) then protects every row up to the anchored seq;
+//! rows appended after the last anchor still are not.
 
 use std::fmt;
 use std::path::Path;
@@ -161,17 +162,12 @@ pub fn verify_against_anchor(path: impl AsRef<Path>, anchor: &ChainHead) -> Resu
 
 fn verify_impl(path: &Path, anchor: Option<&ChainHead>) -> Result<VerifyReport> {
     let mut conn = open_existing_read_only(path, crate::AuditOptions::default().busy_timeout)?;
-    if schema::check_version(&conn, path)? == 0 {
-        // A blank SQLite file is not a tampered log; say what it is.
-        return Err(crate::AuditError::NotAnAuditLog {
-            path: path.to_path_buf(),
-            detail: "database has no limbic schema".into(),
-        });
-    }
+    // A blank SQLite file is not a tampered log: check_readable says what it is.
+    let version = schema::check_readable(&conn, path)?;
     // One read transaction = one snapshot, so appends by other processes
     // while we verify can't make the head look inconsistent.
     let tx = conn.transaction().ctx(path, "starting read transaction")?;
-    let report = walk_chain(&tx, path, anchor)?;
+    let report = walk_chain(&tx, path, version, anchor)?;
     tx.finish().ctx(path, "ending read transaction")?;
     Ok(report)
 }
@@ -203,7 +199,12 @@ impl Walk {
     }
 }
 
-fn walk_chain(conn: &Connection, path: &Path, anchor: Option<&ChainHead>) -> Result<VerifyReport> {
+fn walk_chain(
+    conn: &Connection,
+    path: &Path,
+    version: i64,
+    anchor: Option<&ChainHead>,
+) -> Result<VerifyReport> {
     let mut walk = Walk {
         rows_checked: 0,
         last: ChainHead {
@@ -253,7 +254,7 @@ fn walk_chain(conn: &Connection, path: &Path, anchor: Option<&ChainHead>) -> Res
         None => return Ok(walk.fail("chain_head", None, None, Problem::HeadMissing)),
     };
 
-    let sql = union_sql();
+    let sql = union_sql(version);
     let mut stmt = conn.prepare(&sql).ctx(path, "preparing chain scan")?;
     let mut rows = stmt.query([]).ctx(path, "scanning chain")?;
     while let Some(row) = rows.next().ctx(path, "scanning chain")? {
@@ -324,12 +325,14 @@ fn walk_chain(conn: &Connection, path: &Path, anchor: Option<&ChainHead>) -> Res
                 },
             ));
         }
-        let mut fields = Vec::with_capacity(spec.data_columns.len() + 2);
+        let n_columns = spec.columns(version).len();
+        let mut fields = Vec::with_capacity(n_columns + 2);
         fields.push(row.get::<_, Value>(1).ctx(path, "scanning chain")?);
         fields.push(Value::Integer(seq));
-        for i in 0..spec.data_columns.len() {
+        for i in 0..n_columns {
             fields.push(row.get::<_, Value>(5 + i).ctx(path, "scanning chain")?);
         }
+        spec.trim_for_hash(&mut fields);
         let computed = row_hash(&prev_hash, spec.name, &fields);
         if computed != stored_hash {
             return Ok(walk.fail(
@@ -412,16 +415,16 @@ fn walk_chain(conn: &Connection, path: &Path, anchor: Option<&ChainHead>) -> Res
 
 /// One query over all chained tables in `seq` order; each SELECT is padded
 /// with NULLs to the widest table so the UNION lines up.
-fn union_sql() -> String {
+fn union_sql(version: i64) -> String {
     let width = CHAINED_TABLES
         .iter()
-        .map(|t| t.data_columns.len())
+        .map(|t| t.columns(version).len())
         .max()
         .unwrap_or(0);
     let selects: Vec<String> = CHAINED_TABLES
         .iter()
         .map(|t| {
-            let mut columns: Vec<&str> = t.data_columns.to_vec();
+            let mut columns: Vec<&str> = t.columns(version);
             columns.resize(width, "NULL");
             format!(
                 "SELECT '{name}', id, seq, prev_hash, row_hash, {cols} FROM {name}",

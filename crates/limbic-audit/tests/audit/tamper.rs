@@ -1,15 +1,11 @@
 //! Tampering with the log through a separate connection must be caught by
 //! `verify`, pointing at the right first bad row.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{attacker, populated, row_at, seq_of};
-use limbic_audit::canonical::row_hash;
+use crate::common::{attacker, populated, recompute_chain, row_at, seq_of, truncate_last_step};
 use limbic_audit::{verify, verify_against_anchor, AuditLog, AuditOptions, BadRow, Problem};
-use rusqlite::types::Value;
 
 fn first_bad(path: &Path) -> BadRow {
     let report = verify(path).unwrap();
@@ -199,22 +195,7 @@ fn consistent_tail_truncation_needs_an_external_anchor() {
         .unwrap();
     let last = receipts.last().unwrap();
     let conn = attacker(&path);
-    conn.execute("DELETE FROM decisions WHERE id = ?1", [last.decision_row])
-        .unwrap();
-    conn.execute("DELETE FROM steps WHERE id = ?1", [last.step_row])
-        .unwrap();
-    let new_end: (i64, String) = conn
-        .query_row(
-            "SELECT seq, row_hash FROM decisions ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    conn.execute(
-        "UPDATE chain_head SET last_seq = ?1, last_hash = ?2",
-        (new_end.0, &new_end.1),
-    )
-    .unwrap();
+    let new_end = truncate_last_step(&conn, last);
     drop(conn);
 
     // Documented limitation: the file alone looks fine.
@@ -246,53 +227,7 @@ fn full_chain_rewrite_needs_an_external_anchor() {
         [edited],
     )
     .unwrap();
-    // Recompute every hash in seq order with the public encoding.
-    let mut prev = limbic_audit::GENESIS_HASH.to_string();
-    let rows: Vec<(String, i64)> = {
-        let mut stmt = conn
-            .prepare(
-                "SELECT 'config', id, seq FROM config UNION ALL SELECT 'sessions', id, seq FROM sessions
-                 UNION ALL SELECT 'steps', id, seq FROM steps UNION ALL SELECT 'decisions', id, seq FROM decisions
-                 ORDER BY 3",
-            )
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let mut last_seq = 0;
-    for (table, id) in rows {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} WHERE id = ?1"))
-            .unwrap();
-        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-        let values: Vec<Value> = stmt
-            .query_row([id], |r| (0..names.len()).map(|i| r.get(i)).collect())
-            .unwrap();
-        let fields: Vec<Value> = names
-            .iter()
-            .zip(values.iter())
-            .filter(|(n, _)| *n != "prev_hash" && *n != "row_hash")
-            .map(|(_, v)| v.clone())
-            .collect();
-        last_seq = match fields[1] {
-            Value::Integer(s) => s,
-            _ => unreachable!(),
-        };
-        let hash = row_hash(&prev, &table, &fields);
-        conn.execute(
-            &format!("UPDATE {table} SET prev_hash = ?1, row_hash = ?2 WHERE id = ?3"),
-            (&prev, &hash, id),
-        )
-        .unwrap();
-        prev = hash;
-    }
-    conn.execute(
-        "UPDATE chain_head SET last_seq = ?1, last_hash = ?2",
-        (last_seq, &prev),
-    )
-    .unwrap();
+    recompute_chain(&conn);
     drop(conn);
 
     assert!(
@@ -426,15 +361,15 @@ fn every_column_is_covered_by_the_hash() {
         ("sessions", "session_id first_seen_ms config_id"),
         (
             "steps",
-            "session_id step_index ts_start_ms ts_end_ms tool args_json text text_sha256 scores_json peak_json stress_signature spike latency_ms",
+            "session_id step_index ts_start_ms ts_end_ms tool args_json text text_sha256 scores_json peak_json stress_signature spike latency_ms tracker_state",
         ),
-        ("decisions", "step_id decision reroute rule_id reason classes_json"),
+        ("decisions", "step_id decision reroute rule_id reason classes_json delivery delivery_note"),
     ]
     .into_iter()
     .flat_map(|(t, cols)| cols.split(' ').map(move |c| (t, c)))
     .chain([("steps", "id"), ("decisions", "id")])
     .collect();
-    assert!(columns.len() > 25);
+    assert!(columns.len() > 28);
     for (i, (table, column)) in columns.into_iter().enumerate() {
         let copy = dir.path().join(format!("case-{i}.db"));
         std::fs::copy(&path, &copy).unwrap();

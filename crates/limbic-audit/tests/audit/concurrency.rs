@@ -1,12 +1,10 @@
 //! Several threads and processes appending to one log keep one chain.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{attacker, config, decision_for, step};
+use crate::common::{attacker, config, decision_for, step};
 use limbic_audit::{verify, AuditLog, AuditOptions};
 
 const WRITERS: usize = 4;
@@ -134,7 +132,7 @@ fn processes_keep_one_chain() {
                 .args([
                     "--ignored",
                     "--exact",
-                    "child_process_appender",
+                    "concurrency::child_process_appender",
                     "--test-threads=1",
                 ])
                 .env(CHILD_DB, &path)

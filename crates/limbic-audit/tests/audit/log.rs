@@ -1,10 +1,8 @@
 //! Opening, appending, querying and schema handling.
 
-mod common;
-
-use common::{attacker, config, decision, populated, step};
+use crate::common::{attacker, config, decision, populated, step};
 use limbic_audit::{
-    sha256_hex, verify, AuditError, AuditLog, AuditOptions, DecisionRecord, StepRecord,
+    sha256_hex, verify, AuditError, AuditLog, AuditOptions, DecisionRecord, Delivery, StepRecord,
     SCHEMA_VERSION,
 };
 use proptest::prelude::*;
@@ -361,7 +359,7 @@ fn arb_step() -> impl Strategy<Value = (StepRecord, DecisionRecord)> {
     ];
     (
         "[a-c]",
-        any::<u32>(),
+        1..=u64::from(u32::MAX),
         any::<i64>(),
         ".{0,40}",
         proptest::collection::btree_map("[a-z]{1,8}", float.clone(), 0..4),
@@ -370,12 +368,23 @@ fn arb_step() -> impl Strategy<Value = (StepRecord, DecisionRecord)> {
         any::<f64>(),
         proptest::option::of("[a-z]{1,6}"),
         ".{0,30}",
+        (
+            proptest::option::of(any::<i32>()),
+            prop_oneof![
+                Just(Delivery::Delivered),
+                Just(Delivery::Late),
+                Just(Delivery::Undelivered)
+            ],
+            proptest::option::of(".{0,20}"),
+        ),
     )
         .prop_map(
-            |(session, index, ts, text, scores, stress, spike, latency, reroute, reason)| {
+            |(session, gap, ts, text, scores, stress, spike, latency, reroute, reason, extra)| {
+                let (tracker, delivery, delivery_note) = extra;
                 let step = StepRecord {
                     session_id: session,
-                    step_index: index,
+                    // A gap; the test turns gaps into increasing numbers.
+                    step_index: gap,
                     ts_start_ms: ts,
                     ts_end_ms: ts.wrapping_add(5),
                     tool: "Bash".into(),
@@ -386,6 +395,7 @@ fn arb_step() -> impl Strategy<Value = (StepRecord, DecisionRecord)> {
                     stress_signature: stress,
                     spike,
                     latency_ms: latency,
+                    tracker_state: tracker.map(|t| serde_json::json!({ "t": t })),
                 };
                 let decision = DecisionRecord {
                     decision: "warn".into(),
@@ -393,6 +403,8 @@ fn arb_step() -> impl Strategy<Value = (StepRecord, DecisionRecord)> {
                     rule_id: "r".into(),
                     reason,
                     classes: vec![],
+                    delivery,
+                    delivery_note,
                 };
                 (step, decision)
             },
@@ -412,8 +424,13 @@ proptest! {
         let path = dir.path().join("audit.db");
         let log = open(&path, store_text);
         let mut last = None;
+        let mut next: std::collections::HashMap<String, u64> = Default::default();
         for (step, decision) in &steps {
-            last = Some(log.append_step(step, decision).unwrap());
+            let mut step = step.clone();
+            let index = next.get(&step.session_id).copied().unwrap_or(0) + step.step_index;
+            next.insert(step.session_id.clone(), index);
+            step.step_index = index;
+            last = Some(log.append_step(&step, decision).unwrap());
         }
         let report = verify(&path).unwrap();
         prop_assert!(report.ok, "{:?}", report);
