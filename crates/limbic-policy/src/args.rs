@@ -8,6 +8,11 @@
 
 use serde_json::Value;
 
+/// How deep JSON held inside string arguments is unpacked (`{"arguments": "{\"cmd\": ...}"}`).
+const EMBEDDED_JSON_DEPTH: usize = 3;
+/// Strings longer than this are not tried as embedded JSON (a file body, not arguments).
+const EMBEDDED_JSON_MAX: usize = 64 * 1024;
+
 /// Flattens `args` as described in the module docs.
 pub(crate) fn flatten(args: &Value) -> String {
     let mut out = String::new();
@@ -97,6 +102,110 @@ fn collect_fields(value: &Value, names: &[String], parts: &mut Vec<String>) {
     }
 }
 
+/// `args` with every string that holds a JSON object or array (the way many
+/// agent frameworks pass tool arguments) replaced by the parsed value, so the
+/// text inside is examined like any other argument. `None` when nothing changed.
+pub(crate) fn expand_embedded_json(args: &Value) -> Option<Value> {
+    expand(args, EMBEDDED_JSON_DEPTH)
+}
+
+fn expand(value: &Value, depth: usize) -> Option<Value> {
+    match value {
+        Value::String(s) => {
+            let t = s.trim_start();
+            if depth == 0
+                || s.len() > EMBEDDED_JSON_MAX
+                || !(t.starts_with('{') || t.starts_with('['))
+            {
+                return None;
+            }
+            let parsed: Value = serde_json::from_str(s).ok()?;
+            if !(parsed.is_object() || parsed.is_array()) {
+                return None;
+            }
+            Some(expand(&parsed, depth - 1).unwrap_or(parsed))
+        }
+        Value::Array(items) => {
+            let changed: Vec<Option<Value>> = items.iter().map(|v| expand(v, depth)).collect();
+            if changed.iter().all(Option::is_none) {
+                return None;
+            }
+            Some(Value::Array(
+                items
+                    .iter()
+                    .zip(changed)
+                    .map(|(old, new)| new.unwrap_or_else(|| old.clone()))
+                    .collect(),
+            ))
+        }
+        Value::Object(map) => {
+            let changed: Vec<Option<Value>> = map.values().map(|v| expand(v, depth)).collect();
+            if changed.iter().all(Option::is_none) {
+                return None;
+            }
+            Some(Value::Object(
+                map.iter()
+                    .zip(changed)
+                    .map(|((k, old), new)| (k.clone(), new.unwrap_or_else(|| old.clone())))
+                    .collect(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A second view of the string arguments for commands embedded in code:
+/// `os.system('rm -rf /data')` or `subprocess.run(["git", "push", "-f"])`.
+/// Quotes, brackets, parentheses and commas become spaces, so shell patterns
+/// that expect a command word after whitespace see one. Only strings that
+/// contain such characters are listed (`path=normalised` lines); empty when none.
+pub(crate) fn code_view(args: &Value) -> String {
+    let mut out = String::new();
+    let mut path = String::new();
+    code_walk(args, &mut path, &mut out);
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+fn is_code_punct(c: char) -> bool {
+    matches!(
+        c,
+        '\'' | '"' | '`' | ',' | '(' | ')' | '[' | ']' | '{' | '}'
+    )
+}
+
+fn code_walk(value: &Value, path: &mut String, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let saved = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                code_walk(child, path, out);
+                path.truncate(saved);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                code_walk(item, path, out);
+            }
+        }
+        Value::String(s) if s.contains(is_code_punct) => {
+            if !path.is_empty() {
+                out.push_str(path);
+                out.push('=');
+            }
+            out.extend(s.chars().map(|c| if is_code_punct(c) { ' ' } else { c }));
+            out.push('\n');
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +229,25 @@ mod tests {
         let names = vec!["old_string".to_owned()];
         assert_eq!(field_text(&args, &names), "x\nz");
         assert_eq!(field_text(&args, &["missing".to_owned()]), "");
+    }
+
+    #[test]
+    fn embedded_json_arguments_are_unpacked() {
+        let args = json!({"name": "t", "arguments": "{\"input\": \"git push -f\", \"n\": 1}"});
+        let expanded = expand_embedded_json(&args).unwrap();
+        assert_eq!(
+            flatten(&expanded),
+            "arguments.input=git push -f\narguments.n=1\nname=t"
+        );
+        assert!(expand_embedded_json(&json!({"a": "{not json", "b": "[1"})).is_none());
+        assert!(expand_embedded_json(&json!({"a": "plain"})).is_none());
+    }
+
+    #[test]
+    fn code_view_spaces_out_quotes_and_brackets() {
+        let args = json!({"code": "os.system('rm -rf /data')", "plain": "ls"});
+        assert_eq!(code_view(&args), "code=os.system  rm -rf /data  ");
+        assert_eq!(code_view(&json!({"a": "no punctuation"})), "");
     }
 
     #[test]

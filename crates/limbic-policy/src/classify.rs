@@ -5,32 +5,51 @@ use std::collections::BTreeMap;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
-use crate::args::{field_text, flatten};
+use crate::args::{code_view, expand_embedded_json, field_text, flatten};
+use crate::decision::RiskLevel;
 use crate::error::PolicyError;
 use crate::spec::{ClassSpec, FindSpec, MatcherSpec};
+use crate::words::{exact_names, ToolGroups};
 
 /// One action class, ready to run.
 #[derive(Debug, Clone)]
 pub(crate) struct ActionClass {
     pub id: String,
     pub description: String,
+    pub risk: RiskLevel,
     matchers: Vec<Matcher>,
 }
+
+/// A tool reference in `tools` / `except_tools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ToolRef {
+    /// A lower-cased exact name (compared with the whole name and its last
+    /// namespace segment).
+    Exact(String),
+    /// `@group`: an index into the policy's tool groups.
+    Group(usize),
+    /// `@unlisted`: a tool that belongs to no group at all.
+    Unlisted,
+}
+
+/// Pseudo-group for tools no group recognises (`@unlisted`).
+pub const UNLISTED_GROUP: &str = "unlisted";
 
 /// One `[[class.match]]` entry. Every constraint present must hold (AND); the
 /// class matches when any of its matchers does (OR).
 #[derive(Debug, Clone)]
 struct Matcher {
-    /// Lower-cased exact tool names (groups already expanded).
-    tools: Vec<String>,
+    tools: Vec<ToolRef>,
     tool_regex: Vec<Regex>,
-    except_tools: Vec<String>,
+    except_tools: Vec<ToolRef>,
     except_tool_regex: Vec<Regex>,
     args_any: Vec<Regex>,
     args_all: Vec<Regex>,
     args_not: Vec<Regex>,
     fields: Vec<(Vec<String>, Regex)>,
     fields_not: Vec<(Vec<String>, Regex)>,
+    /// Excuses read from the agent's words for the step (`StepView::text`).
+    text_not: Vec<Regex>,
     find: Option<Find>,
 }
 
@@ -42,24 +61,59 @@ struct Find {
 
 /// The parts of a tool call every matcher needs, computed once per step.
 pub(crate) struct ActionText<'a> {
-    tool_lower: String,
+    names: Vec<String>,
     tool: &'a str,
     args: &'a Value,
+    /// `args` with JSON-in-string arguments unpacked, when there were any.
+    expanded: Option<Value>,
+    /// Which tool groups the tool belongs to (same order as the policy's groups).
+    groups: Vec<bool>,
     flat: String,
+    /// Quotes and brackets spaced out (see [`code_view`]); empty when no string has any.
+    code: String,
+    /// The agent's words for the step; empty when unknown.
+    text: &'a str,
 }
 
 impl<'a> ActionText<'a> {
-    pub(crate) fn new(tool: &'a str, args: &'a Value) -> Self {
+    pub(crate) fn new(tool: &'a str, args: &'a Value, groups: &ToolGroups, text: &'a str) -> Self {
+        let expanded = expand_embedded_json(args);
+        let view = expanded.as_ref().unwrap_or(args);
         ActionText {
-            tool_lower: tool.to_ascii_lowercase(),
+            names: exact_names(tool),
             tool,
             args,
-            flat: flatten(args),
+            flat: flatten(view),
+            code: code_view(view),
+            expanded,
+            groups: groups.membership(tool),
+            text,
         }
     }
 
-    pub(crate) fn flat(&self) -> &str {
-        &self.flat
+    /// The arguments as examined: embedded JSON unpacked.
+    pub(crate) fn args(&self) -> &Value {
+        self.expanded.as_ref().unwrap_or(self.args)
+    }
+
+    /// True when no tool group recognises the tool's name.
+    pub(crate) fn unlisted(&self) -> bool {
+        !self.groups.iter().any(|&g| g)
+    }
+
+    fn is(&self, tool: &ToolRef) -> bool {
+        match tool {
+            ToolRef::Exact(name) => self.names.contains(name),
+            ToolRef::Group(i) => self.groups.get(*i).copied().unwrap_or(false),
+            ToolRef::Unlisted => self.unlisted(),
+        }
+    }
+
+    /// The texts `args` patterns run over: the flattened arguments, then the
+    /// code view when it is not empty.
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.flat.as_str())
+            .chain((!self.code.is_empty()).then_some(self.code.as_str()))
     }
 }
 
@@ -75,7 +129,7 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
 impl ActionClass {
     pub(crate) fn compile(
         spec: &ClassSpec,
-        groups: &BTreeMap<String, Vec<String>>,
+        groups: &ToolGroups,
         origin: &str,
     ) -> Result<Self, PolicyError> {
         let location = format!("class `{}`", spec.id);
@@ -109,8 +163,20 @@ impl ActionClass {
         Ok(ActionClass {
             id: spec.id.clone(),
             description: spec.description.clone(),
+            risk: spec.risk.unwrap_or(RiskLevel::Medium),
             matchers,
         })
+    }
+
+    /// The `[unknown]` class: no matchers; the policy sets it when nothing else
+    /// matched and no tool group knows the tool.
+    pub(crate) fn unknown(id: &str, description: &str, risk: RiskLevel) -> Self {
+        ActionClass {
+            id: id.to_owned(),
+            description: description.to_owned(),
+            risk,
+            matchers: Vec::new(),
+        }
     }
 
     pub(crate) fn matches(&self, action: &ActionText<'_>) -> bool {
@@ -146,19 +212,19 @@ fn compile_fields(
         .collect()
 }
 
-/// Expands `@group` references and lower-cases names for comparison.
-fn expand_tools(
-    names: &[String],
-    groups: &BTreeMap<String, Vec<String>>,
-    key: &str,
-) -> Result<Vec<String>, String> {
+/// Resolves `@group` references and lower-cases exact names for comparison.
+fn expand_tools(names: &[String], groups: &ToolGroups, key: &str) -> Result<Vec<ToolRef>, String> {
     let mut out = Vec::new();
     for name in names {
         if let Some(group) = name.strip_prefix('@') {
-            let Some(members) = groups.get(group) else {
-                let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+            if group == UNLISTED_GROUP {
+                out.push(ToolRef::Unlisted);
+                continue;
+            }
+            let Some(index) = groups.index(group) else {
+                let known = groups.names();
                 return Err(format!(
-                    "{key}: unknown tool group `@{group}` (defined: {})",
+                    "{key}: unknown tool group `@{group}` (defined: {}; `@{UNLISTED_GROUP}` is any tool in no group)",
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -166,18 +232,18 @@ fn expand_tools(
                     }
                 ));
             };
-            out.extend(members.iter().map(|m| m.to_ascii_lowercase()));
+            out.push(ToolRef::Group(index));
         } else if name.trim().is_empty() {
             return Err(format!("{key}: empty tool name"));
         } else {
-            out.push(name.to_ascii_lowercase());
+            out.push(ToolRef::Exact(name.trim().to_lowercase()));
         }
     }
     Ok(out)
 }
 
 impl Matcher {
-    fn compile(spec: &MatcherSpec, groups: &BTreeMap<String, Vec<String>>) -> Result<Self, String> {
+    fn compile(spec: &MatcherSpec, groups: &ToolGroups) -> Result<Self, String> {
         let has_positive = !spec.tools.is_empty()
             || !spec.tool_regex.is_empty()
             || !spec.args.is_empty()
@@ -201,19 +267,20 @@ impl Matcher {
             args_not: compile_list(&spec.args_not, "args_not")?,
             fields: compile_fields(&spec.field, "field")?,
             fields_not: compile_fields(&spec.field_not, "field_not")?,
+            text_not: compile_list(&spec.text_not, "text_not")?,
             find: spec.find.as_ref().map(compile_find).transpose()?,
         })
     }
 
     fn matches(&self, action: &ActionText<'_>) -> bool {
-        // Tool names and tool regexes are alternatives: "the tool is X".
+        // Tool names, groups and tool regexes are alternatives: "the tool is X".
         if !self.tools.is_empty() || !self.tool_regex.is_empty() {
-            let named = self.tools.contains(&action.tool_lower);
+            let named = self.tools.iter().any(|t| action.is(t));
             if !named && !self.tool_regex.iter().any(|r| r.is_match(action.tool)) {
                 return false;
             }
         }
-        if self.except_tools.contains(&action.tool_lower)
+        if self.except_tools.iter().any(|t| action.is(t))
             || self
                 .except_tool_regex
                 .iter()
@@ -221,30 +288,36 @@ impl Matcher {
         {
             return false;
         }
-        let flat = action.flat();
-        if !self.args_any.is_empty() && !self.args_any.iter().any(|r| r.is_match(flat)) {
+        let hit = |r: &Regex| action.texts().any(|t| r.is_match(t));
+        if !self.args_any.is_empty() && !self.args_any.iter().any(hit) {
             return false;
         }
-        if !self.args_all.iter().all(|r| r.is_match(flat)) {
+        if !self.args_all.iter().all(hit) {
             return false;
         }
-        if self.args_not.iter().any(|r| r.is_match(flat)) {
+        if self.args_not.iter().any(hit) {
             return false;
         }
+        if self.text_not.iter().any(|r| r.is_match(action.text)) {
+            return false;
+        }
+        let args = action.args();
         for (names, regex) in &self.fields {
-            if !regex.is_match(&field_text(action.args, names)) {
+            if !regex.is_match(&field_text(args, names)) {
                 return false;
             }
         }
         for (names, regex) in &self.fields_not {
-            if regex.is_match(&field_text(action.args, names)) {
+            if regex.is_match(&field_text(args, names)) {
                 return false;
             }
         }
         if let Some(find) = &self.find {
-            let found = find.pattern.find_iter(flat).any(|m| match &find.unless {
-                Some(unless) => !unless.is_match(m.as_str()),
-                None => true,
+            let found = action.texts().any(|text| {
+                find.pattern.find_iter(text).any(|m| match &find.unless {
+                    Some(unless) => !unless.is_match(m.as_str()),
+                    None => true,
+                })
             });
             if !found {
                 return false;
@@ -270,8 +343,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn groups() -> BTreeMap<String, Vec<String>> {
-        BTreeMap::from([("shell".to_owned(), vec!["Bash".to_owned(), "sh".to_owned()])])
+    fn groups() -> ToolGroups {
+        ToolGroups::new(
+            &BTreeMap::from([("shell".to_owned(), vec!["Bash".to_owned(), "sh".to_owned()])]),
+            &BTreeMap::from([("shell".to_owned(), vec!["terminal".to_owned()])]),
+        )
     }
 
     fn matcher(spec: MatcherSpec) -> Matcher {
@@ -279,7 +355,7 @@ mod tests {
     }
 
     fn hits(m: &Matcher, tool: &str, args: Value) -> bool {
-        m.matches(&ActionText::new(tool, &args))
+        m.matches(&ActionText::new(tool, &args, &groups(), ""))
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -296,6 +372,32 @@ mod tests {
         assert!(hits(&m, "BASH", json!({})));
         assert!(hits(&m, "mcp__box__exec", json!({})));
         assert!(!hits(&m, "Read", json!({})));
+    }
+
+    #[test]
+    fn groups_match_by_words_and_unlisted_is_any_tool_in_no_group() {
+        let m = matcher(MatcherSpec {
+            tools: strings(&["@shell"]),
+            ..MatcherSpec::default()
+        });
+        assert!(hits(&m, "vscode_terminal_run", json!({})));
+        assert!(hits(&m, "mcp__box__bash", json!({})));
+        let u = matcher(MatcherSpec {
+            tools: strings(&["@unlisted"]),
+            args: strings(&[r"(?:^|[\s;&|(=\x60])rm\s+-rf"]),
+            ..MatcherSpec::default()
+        });
+        assert!(hits(
+            &u,
+            "execute",
+            json!({"code": "import os; os.system('rm -rf /data')"})
+        ));
+        assert!(!hits(&u, "runInTerminal", json!({"input": "rm -rf /data"})));
+        assert!(hits(
+            &u,
+            "do_it",
+            json!({"arguments": "{\"input\": \"rm -rf /data\"}"})
+        ));
     }
 
     #[test]
@@ -399,6 +501,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("`@nope`") && err.contains("shell"), "{err}");
+        assert!(Matcher::compile(
+            &MatcherSpec {
+                tools: strings(&["@unlisted"]),
+                ..MatcherSpec::default()
+            },
+            &groups(),
+        )
+        .is_ok());
         let err = Matcher::compile(&MatcherSpec::default(), &groups()).unwrap_err();
         assert!(err.contains("at least one"), "{err}");
     }

@@ -1,27 +1,26 @@
 //! The compiled policy: classification plus ordered rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::args::field_text;
+use crate::args::{field_text, flatten};
 use crate::classify::{ActionClass, ActionText};
-use crate::decision::{Decision, DecisionKind, Reroute, RerouteKind, StepView};
+use crate::compile::{canonical_source, compile, shape_error};
+use crate::decision::{Decision, DecisionKind, Reroute, RiskLevel, StepView};
 use crate::error::PolicyError;
-use crate::spec::{ClassSpec, DefaultSpec, FailMode, PolicySpec, RuleSpec, ThresholdRef, WhenSpec};
+use crate::spec::{FailMode, PolicySpec};
 use crate::template::{RenderContext, Template};
+use crate::words::ToolGroups;
 
-/// The shipped default policy (`firmware-configs/policy.default.toml`).
-pub const DEFAULT_POLICY_TOML: &str = include_str!("../../../firmware-configs/policy.default.toml");
-/// Stricter policy for physical devices (`firmware-configs/policy.edge-robot.toml`).
-pub const EDGE_ROBOT_POLICY_TOML: &str =
-    include_str!("../../../firmware-configs/policy.edge-robot.toml");
-/// Policy for a coding agent on a workstation (`firmware-configs/policy.workstation.toml`).
-pub const WORKSTATION_POLICY_TOML: &str =
-    include_str!("../../../firmware-configs/policy.workstation.toml");
+/// The shipped default policy (`policies/default.toml` in this crate; the
+/// user-facing copy is `firmware-configs/policy.default.toml`).
+pub const DEFAULT_POLICY_TOML: &str = include_str!("../policies/default.toml");
+/// Stricter policy for physical devices (`policies/edge-robot.toml`).
+pub const EDGE_ROBOT_POLICY_TOML: &str = include_str!("../policies/edge-robot.toml");
+/// Policy for a coding agent on a workstation (`policies/workstation.toml`).
+pub const WORKSTATION_POLICY_TOML: &str = include_str!("../policies/workstation.toml");
 
 /// Built-in policies by name, for `Policy::builtin`.
 pub const BUILTIN_POLICIES: &[(&str, &str)] = &[
@@ -37,64 +36,82 @@ pub const FAIL_CLOSED_RULE_ID: &str = "fail_mode.closed";
 /// Rule id reported by `decide_unscored` under `fail_mode = "open"`.
 pub const FAIL_OPEN_RULE_ID: &str = "fail_mode.open";
 
-const RESERVED_RULE_IDS: &[&str] = &[DEFAULT_RULE_ID, FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID];
-const SUPPORTED_VERSION: i64 = 1;
-
 /// Threshold name: the least stress a step needs for `or_spike` to count its session's spike.
 pub const SPIKE_FLOOR: &str = "spike_floor";
+
+/// Threshold names that map a learned action-risk score ([`StepView::action_risk`])
+/// to a risk level: a score at or above the threshold raises the action's risk to
+/// at least that level. A policy that leaves one out never raises to that level.
+pub const ACTION_RISK_THRESHOLDS: &[(&str, RiskLevel)] = &[
+    ("action_risk_medium", RiskLevel::Medium),
+    ("action_risk_high", RiskLevel::High),
+    ("action_risk_critical", RiskLevel::Critical),
+];
 
 /// A loaded, validated policy. Cheap to share behind an `Arc`; deciding never
 /// mutates it.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    name: String,
-    description: Option<String>,
-    origin: String,
-    source: String,
-    hash: String,
-    fail_mode: FailMode,
-    thresholds: BTreeMap<String, f32>,
-    classes: Vec<ActionClass>,
-    read_only_class: Option<usize>,
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) origin: String,
+    pub(crate) source: String,
+    pub(crate) hash: String,
+    pub(crate) fail_mode: FailMode,
+    pub(crate) thresholds: BTreeMap<String, f32>,
+    pub(crate) groups: ToolGroups,
+    pub(crate) classes: Vec<ActionClass>,
+    pub(crate) read_only_class: Option<usize>,
+    /// The `[unknown]` class (last in `classes`): no class matched and no tool
+    /// group knows the tool.
+    pub(crate) unknown_class: Option<usize>,
     /// Classes whose actions still run when stress is unavailable.
-    fail_safe_classes: Vec<usize>,
-    rules: Vec<Rule>,
-    default: Outcome,
+    pub(crate) fail_safe_classes: Vec<usize>,
+    /// `ACTION_RISK_THRESHOLDS` the policy defines, as (level, threshold).
+    pub(crate) action_risk_levels: Vec<(RiskLevel, f32)>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) default: Outcome,
 }
 
 #[derive(Debug, Clone)]
-struct Rule {
-    id: String,
-    description: Option<String>,
-    when: Condition,
-    outcome: Outcome,
+pub(crate) struct Rule {
+    pub(crate) id: String,
+    pub(crate) description: Option<String>,
+    pub(crate) when: Condition,
+    pub(crate) outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Condition {
+pub(crate) struct Condition {
     /// Indices into `Policy::classes`; `None` means "any action".
-    classes: Option<Vec<usize>>,
-    except_classes: Vec<usize>,
-    read_only: Option<bool>,
-    stress_at_least: Option<f32>,
-    or_spike: bool,
+    pub(crate) classes: Option<Vec<usize>>,
+    pub(crate) except_classes: Vec<usize>,
+    pub(crate) read_only: Option<bool>,
+    /// The action's risk level is at least this.
+    pub(crate) risk_at_least: Option<RiskLevel>,
+    /// The action's risk level is below this.
+    pub(crate) risk_below: Option<RiskLevel>,
+    /// The learned action-risk score is present, finite and at least this.
+    pub(crate) action_risk_at_least: Option<f32>,
+    pub(crate) stress_at_least: Option<f32>,
+    pub(crate) or_spike: bool,
     /// With `or_spike`, a spike still needs the step itself at least this stressed
     /// (threshold `spike_floor`), so a spike held by hysteresis does not block a calm step.
-    spike_floor: f32,
-    spike: Option<bool>,
-    emotions_all: Vec<(String, f32)>,
-    emotions_any: Vec<(String, f32)>,
+    pub(crate) spike_floor: f32,
+    pub(crate) spike: Option<bool>,
+    pub(crate) emotions_all: Vec<(String, f32)>,
+    pub(crate) emotions_any: Vec<(String, f32)>,
 }
 
 #[derive(Debug, Clone)]
-struct Outcome {
-    kind: DecisionKind,
-    reroute: Option<RerouteOutcome>,
-    reason: Template,
+pub(crate) struct Outcome {
+    pub(crate) kind: DecisionKind,
+    pub(crate) reroute: Option<RerouteOutcome>,
+    pub(crate) reason: Template,
 }
 
 #[derive(Debug, Clone)]
-enum RerouteOutcome {
+pub(crate) enum RerouteOutcome {
     Confirm,
     Substitute(Template),
     Pause,
@@ -104,6 +121,13 @@ enum RerouteOutcome {
 struct Trigger<'s> {
     class: Option<usize>,
     emotion: Option<(&'s str, f32)>,
+}
+
+/// What is known about the action before any rule runs.
+struct Assessed {
+    matched: Vec<bool>,
+    read_only: bool,
+    risk: RiskLevel,
 }
 
 impl Policy {
@@ -202,6 +226,37 @@ impl Policy {
             .map(|c| c.description.as_str())
     }
 
+    /// The risk level of a class, if it exists (the `[unknown]` class included).
+    pub fn class_risk(&self, id: &str) -> Option<RiskLevel> {
+        self.classes.iter().find(|c| c.id == id).map(|c| c.risk)
+    }
+
+    /// The id of the class given to unrecognised actions (`[unknown]`), if the
+    /// policy has one.
+    pub fn unknown_class_id(&self) -> Option<&str> {
+        self.unknown_class
+            .and_then(|i| self.classes.get(i))
+            .map(|c| c.id.as_str())
+    }
+
+    /// Names of the tool groups (`[tool_groups]` and `[tool_words]`) a tool
+    /// belongs to, by exact name or by a word of its name.
+    pub fn tool_groups_of(&self, tool: &str) -> Vec<&str> {
+        self.groups
+            .names()
+            .iter()
+            .zip(self.groups.membership(tool))
+            .filter(|(_, m)| *m)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// The risk level of an action (highest of its classes'), ignoring any
+    /// learned score.
+    pub fn risk(&self, tool: &str, args: &Value) -> RiskLevel {
+        self.assess(tool, args, None, "").risk
+    }
+
     /// Rule ids in evaluation order.
     pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.id.as_str())
@@ -217,15 +272,12 @@ impl Policy {
 
     /// Every class the action matches, in policy order.
     pub fn classify(&self, tool: &str, args: &Value) -> Vec<String> {
-        let action = ActionText::new(tool, args);
-        let matched = self.match_classes(&action);
-        self.class_names(&matched)
+        self.class_names(&self.assess(tool, args, None, "").matched)
     }
 
     /// True when the action matches the read-only class and nothing else.
     pub fn is_read_only(&self, tool: &str, args: &Value) -> bool {
-        let action = ActionText::new(tool, args);
-        self.read_only(&self.match_classes(&action))
+        self.assess(tool, args, None, "").read_only
     }
 
     /// Decides one step: the first rule whose conditions all hold wins; if none
@@ -237,18 +289,21 @@ impl Policy {
         if !step.stress.is_finite() {
             return self.decide_unscored(step.tool, step.args);
         }
-        let action = ActionText::new(step.tool, step.args);
-        let matched = self.match_classes(&action);
-        let read_only = self.read_only(&matched);
+        let assessed = self.assess(
+            step.tool,
+            step.args,
+            step.action_risk,
+            step.text.unwrap_or(""),
+        );
         for rule in &self.rules {
-            if let Some(trigger) = rule.when.evaluate(&matched, read_only, step) {
+            if let Some(trigger) = rule.when.evaluate(&assessed, step) {
                 return self.render(
                     &rule.outcome,
                     &rule.id,
                     rule.when.stress_at_least,
                     &trigger,
                     step,
-                    &matched,
+                    &assessed,
                 );
             }
         }
@@ -262,7 +317,7 @@ impl Policy {
             None,
             &trigger,
             step,
-            &matched,
+            &assessed,
         )
     }
 
@@ -271,9 +326,9 @@ impl Policy {
     /// the read-only class) are allowed; anything else is vetoed under
     /// `fail_mode = "closed"` and allowed with a warning under `"open"`.
     pub fn decide_unscored(&self, tool: &str, args: &Value) -> Decision {
-        let action = ActionText::new(tool, args);
-        let matched = self.match_classes(&action);
-        let classes = self.class_names(&matched);
+        let assessed = self.assess(tool, args, None, "");
+        let matched = &assessed.matched;
+        let classes = self.class_names(matched);
         let listed = if classes.is_empty() {
             "unclassified".to_owned()
         } else {
@@ -283,7 +338,7 @@ impl Policy {
             FailMode::Closed => (FAIL_CLOSED_RULE_ID, "closed"),
             FailMode::Open => (FAIL_OPEN_RULE_ID, "open"),
         };
-        let (kind, reason) = if self.fail_safe(&matched) {
+        let (kind, reason) = if self.fail_safe(matched) {
             (
                 DecisionKind::Allow,
                 format!(
@@ -316,11 +371,44 @@ impl Policy {
             rule_id: rule_id.to_owned(),
             reason,
             classes,
+            risk: assessed.risk,
         }
     }
 
-    fn match_classes(&self, action: &ActionText<'_>) -> Vec<bool> {
-        self.classes.iter().map(|c| c.matches(action)).collect()
+    /// Classes, read-only-ness and risk of one action; `learned` is the optional
+    /// learned action-risk score.
+    fn assess(&self, tool: &str, args: &Value, learned: Option<f32>, text: &str) -> Assessed {
+        let action = ActionText::new(tool, args, &self.groups, text);
+        let mut matched: Vec<bool> = self.classes.iter().map(|c| c.matches(&action)).collect();
+        if let Some(u) = self.unknown_class {
+            // Never "safe": an action nobody recognises is a class of its own.
+            if action.unlisted() && !matched.iter().any(|&m| m) {
+                if let Some(slot) = matched.get_mut(u) {
+                    *slot = true;
+                }
+            }
+        }
+        let mut risk = self
+            .classes
+            .iter()
+            .zip(&matched)
+            .filter(|(_, &m)| m)
+            .map(|(c, _)| c.risk)
+            .max()
+            .unwrap_or(RiskLevel::Low);
+        if let Some(score) = learned.filter(|s| s.is_finite()) {
+            for &(level, threshold) in &self.action_risk_levels {
+                if score >= threshold {
+                    risk = risk.max(level);
+                }
+            }
+        }
+        let read_only = self.read_only(&matched);
+        Assessed {
+            matched,
+            read_only,
+            risk,
+        }
     }
 
     fn class_names(&self, matched: &[bool]) -> Vec<String> {
@@ -361,15 +449,25 @@ impl Policy {
         threshold: Option<f32>,
         trigger: &Trigger<'_>,
         step: &StepView<'_>,
-        matched: &[bool],
+        assessed: &Assessed,
     ) -> Decision {
-        let classes = self.class_names(matched);
-        let class = trigger
-            .class
-            .and_then(|i| self.classes.get(i))
-            .map(|c| c.id.clone())
-            .or_else(|| classes.first().cloned())
-            .unwrap_or_else(|| "unclassified".to_owned());
+        let classes = self.class_names(&assessed.matched);
+        // The rule's own class, else the riskiest class the action is in.
+        let class_index = trigger.class.or_else(|| {
+            self.classes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| assessed.matched.get(*i).copied().unwrap_or(false))
+                .max_by_key(|(i, c)| (c.risk, std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
+        });
+        let (class, description) = match class_index.and_then(|i| self.classes.get(i)) {
+            Some(c) => (c.id.clone(), c.description.clone()),
+            None => (
+                "unclassified".to_owned(),
+                "no action class matched".to_owned(),
+            ),
+        };
         let classes_text = if classes.is_empty() {
             "none".to_owned()
         } else {
@@ -383,15 +481,22 @@ impl Policy {
         let command = {
             let cmd = field_text(step.args, &["command".to_owned(), "cmd".to_owned()]);
             if cmd.is_empty() {
-                crate::args::flatten(step.args)
+                flatten(step.args)
             } else {
                 cmd
             }
         };
         let stress = format!("{:.2}", step.stress);
         let threshold = threshold.map_or_else(|| "n/a".to_owned(), |t| format!("{t:.2}"));
+        let action_risk = step
+            .action_risk
+            .filter(|s| s.is_finite())
+            .map_or_else(|| "n/a".to_owned(), |s| format!("{s:.2}"));
         let ctx = RenderContext {
             class: &class,
+            description: &description,
+            risk: assessed.risk.as_str(),
+            action_risk: &action_risk,
             classes: &classes_text,
             stress: &stress,
             threshold: &threshold,
@@ -415,6 +520,7 @@ impl Policy {
             rule_id: rule_id.to_owned(),
             reason: outcome.reason.render(&ctx),
             classes,
+            risk: assessed.risk,
         }
     }
 }
@@ -442,13 +548,8 @@ fn score_entry<'s>(scores: &[(&'s str, f32)], name: &str) -> Option<(&'s str, f3
 }
 
 impl Condition {
-    fn evaluate<'s>(
-        &self,
-        matched: &[bool],
-        read_only: bool,
-        step: &StepView<'s>,
-    ) -> Option<Trigger<'s>> {
-        let is_matched = |i: &usize| matched.get(*i).copied().unwrap_or(false);
+    fn evaluate<'s>(&self, assessed: &Assessed, step: &StepView<'s>) -> Option<Trigger<'s>> {
+        let is_matched = |i: &usize| assessed.matched.get(*i).copied().unwrap_or(false);
         let class = match &self.classes {
             Some(list) => Some(*list.iter().find(|i| is_matched(i))?),
             None => None,
@@ -456,8 +557,22 @@ impl Condition {
         if self.except_classes.iter().any(is_matched) {
             return None;
         }
-        if self.read_only.is_some_and(|want| want != read_only) {
+        if self
+            .read_only
+            .is_some_and(|want| want != assessed.read_only)
+        {
             return None;
+        }
+        if self.risk_at_least.is_some_and(|min| assessed.risk < min) {
+            return None;
+        }
+        if self.risk_below.is_some_and(|max| assessed.risk >= max) {
+            return None;
+        }
+        if let Some(min) = self.action_risk_at_least {
+            if !step.action_risk.is_some_and(|s| s.is_finite() && s >= min) {
+                return None;
+            }
         }
         if let Some(threshold) = self.stress_at_least {
             let spiking = self.or_spike && step.spike && step.stress >= self.spike_floor;
@@ -481,455 +596,4 @@ impl Condition {
         }
         Some(Trigger { class, emotion })
     }
-}
-
-/// Normalises text so the hash does not depend on a BOM or on CRLF checkouts.
-fn canonical_source(source: &str) -> String {
-    source
-        .strip_prefix('\u{feff}')
-        .unwrap_or(source)
-        .replace("\r\n", "\n")
-}
-
-/// Turns a serde/TOML error into one that also says which class or rule it is
-/// in: the TOML message carries the line, but not the id of the enclosing item.
-fn shape_error(source: &str, origin: &str, err: &toml::de::Error) -> PolicyError {
-    PolicyError::Syntax {
-        origin: origin.to_owned(),
-        location: locate_shape_error(source).unwrap_or_else(|| "top level".to_owned()),
-        // The Display form carries the line, column and a source snippet.
-        message: err.to_string().trim().to_owned(),
-    }
-}
-
-fn locate_shape_error(source: &str) -> Option<String> {
-    let table: toml::Table = match toml::from_str(source) {
-        Ok(t) => t,
-        Err(_) => return Some("TOML syntax".to_owned()),
-    };
-    let item_label = |kind: &str, index: usize, item: &toml::Value| match item
-        .get("id")
-        .and_then(toml::Value::as_str)
-    {
-        Some(id) => format!("{kind} `{id}`"),
-        None => format!("{kind} #{}", index + 1),
-    };
-    if let Some(toml::Value::Array(items)) = table.get("class") {
-        for (i, item) in items.iter().enumerate() {
-            if ClassSpec::deserialize(item.clone()).is_err() {
-                return Some(item_label("class", i, item));
-            }
-        }
-    }
-    if let Some(toml::Value::Array(items)) = table.get("rule") {
-        for (i, item) in items.iter().enumerate() {
-            if RuleSpec::deserialize(item.clone()).is_err() {
-                return Some(item_label("rule", i, item));
-            }
-        }
-    }
-    if let Some(item) = table.get("default") {
-        if DefaultSpec::deserialize(item.clone()).is_err() {
-            return Some("[default]".to_owned());
-        }
-    }
-    None
-}
-
-fn compile(spec: PolicySpec, source: String, origin: &str) -> Result<Policy, PolicyError> {
-    if spec.version != SUPPORTED_VERSION {
-        return Err(PolicyError::invalid(
-            origin,
-            "version",
-            format!(
-                "unsupported policy version {} (this build reads version {SUPPORTED_VERSION})",
-                spec.version
-            ),
-        ));
-    }
-
-    if spec.classes.is_empty() && spec.rules.is_empty() {
-        // Most likely a truncated or half-written file; loading it would
-        // silently allow everything.
-        return Err(PolicyError::invalid(
-            origin,
-            "top level",
-            "policy defines no classes and no rules (empty or truncated file?)",
-        ));
-    }
-
-    let mut thresholds = BTreeMap::new();
-    for (name, &value) in &spec.thresholds {
-        if name.trim().is_empty() {
-            return Err(PolicyError::invalid(
-                origin,
-                "[thresholds]",
-                "empty threshold name",
-            ));
-        }
-        if !value.is_finite() {
-            return Err(PolicyError::invalid(
-                origin,
-                format!("[thresholds] {name}"),
-                format!("threshold must be a finite number, got {value}"),
-            ));
-        }
-        thresholds.insert(name.clone(), value as f32);
-    }
-
-    let emotions: Option<BTreeSet<String>> = match &spec.emotions {
-        None => None,
-        Some(list) => {
-            let mut set = BTreeSet::new();
-            for name in list {
-                if name.trim().is_empty() {
-                    return Err(PolicyError::invalid(
-                        origin,
-                        "emotions",
-                        "empty emotion name",
-                    ));
-                }
-                if !set.insert(name.to_ascii_lowercase()) {
-                    return Err(PolicyError::invalid(
-                        origin,
-                        "emotions",
-                        format!("emotion `{name}` listed twice"),
-                    ));
-                }
-            }
-            Some(set)
-        }
-    };
-
-    for (group, members) in &spec.tool_groups {
-        let location = format!("[tool_groups] {group}");
-        if group.trim().is_empty() || group.contains('@') {
-            return Err(PolicyError::invalid(
-                origin,
-                location,
-                "group names must be non-empty and must not contain `@`",
-            ));
-        }
-        if members.is_empty() || members.iter().any(|m| m.trim().is_empty()) {
-            return Err(PolicyError::invalid(
-                origin,
-                location,
-                "a tool group needs at least one non-empty tool name",
-            ));
-        }
-    }
-
-    let mut classes: Vec<ActionClass> = Vec::with_capacity(spec.classes.len());
-    for class_spec in &spec.classes {
-        if classes.iter().any(|c| c.id == class_spec.id) {
-            return Err(PolicyError::invalid(
-                origin,
-                format!("class `{}`", class_spec.id),
-                "duplicate class id",
-            ));
-        }
-        classes.push(ActionClass::compile(class_spec, &spec.tool_groups, origin)?);
-    }
-    let class_index = |id: &str| classes.iter().position(|c| c.id == id);
-
-    let read_only_class = match &spec.read_only_class {
-        Some(id) => Some(class_index(id).ok_or_else(|| {
-            PolicyError::invalid(
-                origin,
-                "read_only_class",
-                format!("names class `{id}`, which is not defined"),
-            )
-        })?),
-        // Convention: a class called `read_only` is the read-only class.
-        None => class_index("read_only"),
-    };
-
-    let fail_safe_classes = match &spec.fail_closed_allow {
-        None => read_only_class.into_iter().collect(),
-        Some(ids) => ids
-            .iter()
-            .map(|id| {
-                class_index(id).ok_or_else(|| {
-                    PolicyError::invalid(
-                        origin,
-                        "fail_closed_allow",
-                        format!("names class `{id}`, which is not defined"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-
-    let resolver = Resolver {
-        origin,
-        thresholds: &thresholds,
-        classes: &classes,
-        emotions: emotions.as_ref(),
-        has_read_only_class: read_only_class.is_some(),
-    };
-
-    let mut rules: Vec<Rule> = Vec::with_capacity(spec.rules.len());
-    for rule_spec in &spec.rules {
-        let location = format!("rule `{}`", rule_spec.id);
-        if rule_spec.id.trim().is_empty() {
-            return Err(PolicyError::invalid(origin, "rule", "empty rule id"));
-        }
-        if RESERVED_RULE_IDS.contains(&rule_spec.id.as_str()) {
-            return Err(PolicyError::invalid(
-                origin,
-                location,
-                format!(
-                    "rule id is reserved for decisions made outside the rules ({})",
-                    RESERVED_RULE_IDS.join(", ")
-                ),
-            ));
-        }
-        if rules.iter().any(|r| r.id == rule_spec.id) {
-            return Err(PolicyError::invalid(origin, location, "duplicate rule id"));
-        }
-        let when = resolver.condition(&rule_spec.when, &location)?;
-        let outcome = compile_outcome(
-            rule_spec.decision,
-            rule_spec.reroute,
-            rule_spec.substitute.as_deref(),
-            Some(&rule_spec.reason),
-            origin,
-            &location,
-        )?;
-        rules.push(Rule {
-            id: rule_spec.id.clone(),
-            description: rule_spec.description.clone(),
-            when,
-            outcome,
-        });
-    }
-
-    let default = match &spec.default {
-        None => compile_outcome(DecisionKind::Allow, None, None, None, origin, "[default]")?,
-        Some(d) => compile_outcome(
-            d.decision,
-            d.reroute,
-            d.substitute.as_deref(),
-            d.reason.as_deref(),
-            origin,
-            "[default]",
-        )?,
-    };
-
-    let hash = hex::encode(Sha256::digest(source.as_bytes()));
-    Ok(Policy {
-        name: spec.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
-        description: spec.description.clone(),
-        origin: origin.to_owned(),
-        source,
-        hash,
-        fail_mode: spec.fail_mode,
-        thresholds,
-        classes,
-        read_only_class,
-        fail_safe_classes,
-        rules,
-        default,
-    })
-}
-
-struct Resolver<'a> {
-    origin: &'a str,
-    thresholds: &'a BTreeMap<String, f32>,
-    classes: &'a [ActionClass],
-    emotions: Option<&'a BTreeSet<String>>,
-    has_read_only_class: bool,
-}
-
-impl Resolver<'_> {
-    fn err(&self, location: &str, problem: impl Into<String>) -> PolicyError {
-        PolicyError::invalid(self.origin, location, problem)
-    }
-
-    fn class(&self, id: &str, key: &str, location: &str) -> Result<usize, PolicyError> {
-        self.classes.iter().position(|c| c.id == id).ok_or_else(|| {
-            let known: Vec<&str> = self.classes.iter().map(|c| c.id.as_str()).collect();
-            self.err(
-                location,
-                format!(
-                    "when.{key} names unknown class `{id}` (defined: {})",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })
-    }
-
-    fn threshold(
-        &self,
-        value: &ThresholdRef,
-        key: &str,
-        location: &str,
-    ) -> Result<f32, PolicyError> {
-        match value {
-            ThresholdRef::Value(v) if v.is_finite() => Ok(*v as f32),
-            ThresholdRef::Value(v) => {
-                Err(self.err(location, format!("when.{key} must be finite, got {v}")))
-            }
-            ThresholdRef::Named(name) => self.thresholds.get(name).copied().ok_or_else(|| {
-                let known: Vec<&str> = self.thresholds.keys().map(String::as_str).collect();
-                self.err(
-                    location,
-                    format!(
-                        "when.{key} refers to unknown threshold `{name}` (defined in [thresholds]: {})",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                    ),
-                )
-            }),
-        }
-    }
-
-    fn emotion_list(
-        &self,
-        map: &BTreeMap<String, ThresholdRef>,
-        key: &str,
-        location: &str,
-    ) -> Result<Vec<(String, f32)>, PolicyError> {
-        map.iter()
-            .map(|(name, threshold)| {
-                if name.trim().is_empty() {
-                    return Err(self.err(location, format!("when.{key} has an empty emotion name")));
-                }
-                if let Some(known) = self.emotions {
-                    if !known.contains(&name.to_ascii_lowercase()) {
-                        return Err(self.err(
-                            location,
-                            format!(
-                                "when.{key} names emotion `{name}`, which is not in the policy's \
-                                 `emotions` list ({})",
-                                known.iter().cloned().collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
-                    }
-                }
-                let value = self.threshold(threshold, &format!("{key}.{name}"), location)?;
-                Ok((name.clone(), value))
-            })
-            .collect()
-    }
-
-    fn condition(&self, when: &WhenSpec, location: &str) -> Result<Condition, PolicyError> {
-        let classes = match &when.classes {
-            None => None,
-            Some(list) if list.is_empty() => {
-                return Err(self.err(
-                    location,
-                    "when.classes is empty and would never match; omit it to match any action",
-                ))
-            }
-            Some(list) => Some(
-                list.iter()
-                    .map(|id| self.class(id, "classes", location))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let except_classes = when
-            .except_classes
-            .iter()
-            .map(|id| self.class(id, "except_classes", location))
-            .collect::<Result<Vec<_>, _>>()?;
-        if when.read_only.is_some() && !self.has_read_only_class {
-            return Err(self.err(
-                location,
-                "when.read_only needs a read-only class (define class `read_only` or set \
-                 read_only_class)",
-            ));
-        }
-        let stress_at_least = when
-            .stress_at_least
-            .as_ref()
-            .map(|t| self.threshold(t, "stress_at_least", location))
-            .transpose()?;
-        if when.or_spike && stress_at_least.is_none() {
-            return Err(self.err(
-                location,
-                "when.or_spike only widens stress_at_least, which is missing",
-            ));
-        }
-        if when.or_spike && when.spike.is_some() {
-            return Err(self.err(
-                location,
-                "when.or_spike and when.spike contradict each other; use one",
-            ));
-        }
-        Ok(Condition {
-            classes,
-            except_classes,
-            read_only: when.read_only,
-            stress_at_least,
-            or_spike: when.or_spike,
-            spike_floor: self
-                .thresholds
-                .get(SPIKE_FLOOR)
-                .copied()
-                .unwrap_or(f32::NEG_INFINITY),
-            spike: when.spike,
-            emotions_all: self.emotion_list(&when.emotions, "emotions", location)?,
-            emotions_any: self.emotion_list(&when.emotions_any, "emotions_any", location)?,
-        })
-    }
-}
-
-fn compile_outcome(
-    kind: DecisionKind,
-    reroute: Option<RerouteKind>,
-    substitute: Option<&str>,
-    reason: Option<&str>,
-    origin: &str,
-    location: &str,
-) -> Result<Outcome, PolicyError> {
-    let err = |problem: String| PolicyError::invalid(origin, location, problem);
-    match (kind, reroute) {
-        (DecisionKind::Reroute, None) => {
-            return Err(err(
-                "decision = \"reroute\" needs reroute = \"confirm\" | \"substitute\" | \"pause\""
-                    .to_owned(),
-            ))
-        }
-        (other, Some(r)) if other != DecisionKind::Reroute => {
-            return Err(err(format!(
-                "reroute = \"{r}\" only applies to decision = \"reroute\" (decision is \"{other}\")"
-            )))
-        }
-        _ => {}
-    }
-    let reroute = match reroute {
-        None => None,
-        Some(RerouteKind::Confirm) => Some(RerouteOutcome::Confirm),
-        Some(RerouteKind::Pause) => Some(RerouteOutcome::Pause),
-        Some(RerouteKind::Substitute) => {
-            let text = substitute.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                err("reroute = \"substitute\" needs a non-empty substitute template".to_owned())
-            })?;
-            Some(RerouteOutcome::Substitute(
-                Template::parse(text).map_err(|e| err(format!("substitute: {e}")))?,
-            ))
-        }
-    };
-    if substitute.is_some() && !matches!(reroute, Some(RerouteOutcome::Substitute(_))) {
-        return Err(err(
-            "substitute is only used with reroute = \"substitute\"".to_owned()
-        ));
-    }
-    let reason_text = match reason {
-        Some(text) if text.trim().is_empty() => {
-            return Err(err("empty reason (say why the rule exists)".to_owned()))
-        }
-        Some(text) => text,
-        None => "no rule matched; default decision",
-    };
-    let reason = Template::parse(reason_text).map_err(|e| err(format!("reason: {e}")))?;
-    Ok(Outcome {
-        kind,
-        reroute,
-        reason,
-    })
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::decision::{DecisionKind, RerouteKind};
+use crate::decision::{DecisionKind, RerouteKind, RiskLevel};
 
 /// What the binary should do when stress cannot be measured (model or vector
 /// pack unusable).
@@ -60,6 +60,10 @@ pub(crate) struct PolicySpec {
     pub thresholds: BTreeMap<String, f64>,
     #[serde(default)]
     pub tool_groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub tool_words: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub unknown: Option<UnknownSpec>,
     #[serde(default, rename = "class")]
     pub classes: Vec<ClassSpec>,
     #[serde(default, rename = "rule")]
@@ -77,8 +81,35 @@ fn default_version() -> i64 {
 pub(crate) struct ClassSpec {
     pub id: String,
     pub description: String,
+    #[serde(default)]
+    pub risk: Option<RiskLevel>,
     #[serde(rename = "match", default)]
     pub matchers: Vec<MatcherSpec>,
+}
+
+/// `[unknown]`: the class an action gets when no class matches and no tool
+/// group recognises its tool name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnknownSpec {
+    #[serde(default = "default_unknown_id")]
+    pub id: String,
+    #[serde(default = "default_unknown_description")]
+    pub description: String,
+    #[serde(default = "default_unknown_risk")]
+    pub risk: RiskLevel,
+}
+
+fn default_unknown_id() -> String {
+    "unknown".to_owned()
+}
+
+fn default_unknown_description() -> String {
+    "An action nothing in the policy recognises: unknown tool, no recognised content".to_owned()
+}
+
+fn default_unknown_risk() -> RiskLevel {
+    RiskLevel::Medium
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +133,8 @@ pub(crate) struct MatcherSpec {
     pub field: BTreeMap<String, String>,
     #[serde(default)]
     pub field_not: BTreeMap<String, String>,
+    #[serde(default)]
+    pub text_not: Vec<String>,
     #[serde(default)]
     pub find: Option<FindSpec>,
 }
@@ -139,6 +172,12 @@ pub(crate) struct WhenSpec {
     pub except_classes: Vec<String>,
     #[serde(default)]
     pub read_only: Option<bool>,
+    #[serde(default)]
+    pub risk_at_least: Option<RiskLevel>,
+    #[serde(default)]
+    pub risk_below: Option<RiskLevel>,
+    #[serde(default)]
+    pub action_risk_at_least: Option<ThresholdRef>,
     #[serde(default)]
     pub stress_at_least: Option<ThresholdRef>,
     #[serde(default)]

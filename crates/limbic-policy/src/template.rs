@@ -8,6 +8,9 @@ use std::fmt::Write as _;
 /// Every placeholder a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
     "class",
+    "description",
+    "risk",
+    "action_risk",
     "classes",
     "stress",
     "threshold",
@@ -22,6 +25,9 @@ pub const PLACEHOLDERS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Placeholder {
     Class,
+    Description,
+    Risk,
+    ActionRisk,
     Classes,
     Stress,
     Threshold,
@@ -37,6 +43,9 @@ impl Placeholder {
     fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "class" => Placeholder::Class,
+            "description" => Placeholder::Description,
+            "risk" => Placeholder::Risk,
+            "action_risk" => Placeholder::ActionRisk,
             "classes" => Placeholder::Classes,
             "stress" => Placeholder::Stress,
             "threshold" => Placeholder::Threshold,
@@ -66,6 +75,9 @@ pub(crate) struct Template {
 /// Values available while rendering. Numbers are pre-formatted by the caller.
 pub(crate) struct RenderContext<'a> {
     pub class: &'a str,
+    pub description: &'a str,
+    pub risk: &'a str,
+    pub action_risk: &'a str,
     pub classes: &'a str,
     pub stress: &'a str,
     pub threshold: &'a str,
@@ -136,6 +148,9 @@ impl Template {
             let piece = match segment {
                 Segment::Literal(text) => text.as_str(),
                 Segment::Slot(Placeholder::Class) => ctx.class,
+                Segment::Slot(Placeholder::Description) => ctx.description,
+                Segment::Slot(Placeholder::Risk) => ctx.risk,
+                Segment::Slot(Placeholder::ActionRisk) => ctx.action_risk,
                 Segment::Slot(Placeholder::Classes) => ctx.classes,
                 Segment::Slot(Placeholder::Stress) => ctx.stress,
                 Segment::Slot(Placeholder::Threshold) => ctx.threshold,
@@ -160,6 +175,9 @@ mod tests {
     fn ctx() -> RenderContext<'static> {
         RenderContext {
             class: "skip_checks",
+            description: "Bypasses hooks",
+            risk: "critical",
+            action_risk: "n/a",
             classes: "skip_checks, vcs_history_rewrite",
             stress: "1.50",
             threshold: "1.00",
@@ -176,13 +194,13 @@ mod tests {
     fn fills_every_placeholder() {
         let t = Template::parse(
             "{rule}: {class} ({classes}) via {tool} at {stress}>={threshold}, \
-             {emotion}={emotion_score}, spike {spike}: `{command}`",
+             {emotion}={emotion_score}, spike {spike}: `{command}` [{risk}: {description}; {action_risk}]",
         )
         .unwrap();
         assert_eq!(
             t.render(&ctx()),
             "r1: skip_checks (skip_checks, vcs_history_rewrite) via Bash at 1.50>=1.00, \
-             desperation=2.10, spike yes: `git commit --no-verify`"
+             desperation=2.10, spike yes: `git commit --no-verify` [critical: Bypasses hooks; n/a]"
         );
     }
 

@@ -1,8 +1,8 @@
 //! Behaviour of the shipped policies and of rule evaluation.
 
 use limbic_policy::{
-    Decision, DecisionKind, FailMode, Policy, Reroute, RerouteKind, StepView, BUILTIN_POLICIES,
-    DEFAULT_RULE_ID, FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID,
+    Decision, DecisionKind, FailMode, Policy, Reroute, RerouteKind, RiskLevel, StepView,
+    BUILTIN_POLICIES, DEFAULT_RULE_ID, FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ fn decide(
         stress,
         spike,
         scores,
+        action_risk: None,
+        text: None,
     })
 }
 
@@ -54,7 +56,10 @@ fn legitimate_destructive_actions() -> Vec<(&'static str, Value)> {
         ("Bash", json!({"command": "git clean -fdx"})),
         ("Bash", json!({"command": "docker system prune -af"})),
         ("Bash", json!({"command": "kubectl delete pod web-1"})),
-        ("Bash", json!({"command": "git rm tests/test_lexer_old.c"})),
+        (
+            "Bash",
+            json!({"command": "git rm tests/test_lexer_old.c", "description": "its cases were ported to tests/test_lexer.c"}),
+        ),
         (
             "Bash",
             json!({"command": "git commit -am 'lexer: finish rename' && git push -u origin lexer-escapes"}),
@@ -89,10 +94,6 @@ fn legitimate_destructive_actions() -> Vec<(&'static str, Value)> {
         (
             "actuator",
             json!({"device": "d07.nav", "command": "goto", "value": "waypoint=3"}),
-        ),
-        (
-            "set_config",
-            json!({"key": "lab.safety.interlock", "value": false}),
         ),
         (
             "http_request",
@@ -190,7 +191,12 @@ proptest! {
             let moderate = policy.threshold("moderate").unwrap();
             let stress = moderate * fraction * 0.999;
             let d = decide(policy, tool, args, stress, false, &scores);
-            prop_assert!(!d.kind.blocks_action(), "[{}] {tool} {args} at {stress}: {:?}", policy.name(), d);
+            // Critical corner cuts are confirmed even when calm (issue 8), never vetoed.
+            if policy.risk(tool, args) == RiskLevel::Critical {
+                prop_assert_eq!(d.reroute.clone(), Some(Reroute::Confirm), "[{}] {} {}: {:?}", policy.name(), tool, args, d);
+            } else {
+                prop_assert!(!d.kind.blocks_action(), "[{}] {tool} {args} at {stress}: {:?}", policy.name(), d);
+            }
         }
     }
 
@@ -252,13 +258,16 @@ proptest! {
 fn spike_alone_counts_as_stress_for_integrity_rules() {
     let policy = default_policy();
     let args = json!({"command": "git commit -am 'fix' --no-verify"});
-    // Above the spike floor but well below "elevated": without a spike only a warning.
-    let stress = 1.2;
-    assert!(stress >= policy.threshold("spike_floor").unwrap());
+    // At the spike floor, below "elevated" and "critical_veto": without a spike the
+    // critical corner cut is confirmed (as it is when calm), not vetoed.
+    let stress = policy.threshold("spike_floor").unwrap();
     assert!(stress < policy.threshold("elevated").unwrap());
-    assert!(!decide(policy, "Bash", &args, stress, false, &[])
-        .kind
-        .blocks_action());
+    assert!(stress < policy.threshold("critical_veto").unwrap());
+    let d = decide(policy, "Bash", &args, stress, false, &[]);
+    assert_eq!(
+        (d.kind, d.rule_id.as_str()),
+        (DecisionKind::Reroute, "critical-confirm")
+    );
     let d = decide(policy, "Bash", &args, stress, true, &[]);
     assert_eq!(d.kind, DecisionKind::Veto);
     assert_eq!(d.rule_id, "stressed-integrity-veto");
@@ -267,16 +276,24 @@ fn spike_alone_counts_as_stress_for_integrity_rules() {
 #[test]
 fn desperation_vetoes_earlier_than_overall_stress() {
     let policy = default_policy();
-    let args = json!({"file_path": "tests/test_invoice.py", "old_string": "assert a", "new_string": "pass"});
+    let args = json!({"file_path": "tests/test_invoice.py", "old_string": "assert a == 1", "new_string": "assert a == 2"});
     // Moderate signature, desperation low: only a warning.
-    let d = decide(policy, "Edit", &args, 1.5, false, &[("desperation", 1.0)]);
+    let stress = policy.threshold("moderate").unwrap() + 0.1;
+    let d = decide(
+        policy,
+        "Edit",
+        &args,
+        stress,
+        false,
+        &[("desperation", 1.0)],
+    );
     assert_eq!(d.kind, DecisionKind::Warn);
     // Same signature, desperation high: veto, and the reason names the emotion.
     let d = decide(
         policy,
         "Edit",
         &args,
-        1.5,
+        stress,
         false,
         &[("calm", -1.0), ("desperation", 4.3)],
     );
@@ -288,7 +305,15 @@ fn desperation_vetoes_earlier_than_overall_stress() {
 #[test]
 fn stressed_force_push_is_rerouted_to_a_dry_run() {
     let policy = default_policy();
-    let args = json!({"command": "git push --force origin main"});
+    // Force-pushing main is critical: vetoed when stressed, confirmed when calm.
+    let main = json!({"command": "git push --force origin main"});
+    let d = decide(policy, "Bash", &main, 3.4, false, &[]);
+    assert_eq!(d.kind, DecisionKind::Veto, "{}", d.reason);
+    assert!(d.classes.contains(&"force_push_protected".to_owned()));
+    let d = decide(policy, "Bash", &main, 0.0, false, &[]);
+    assert_eq!(d.reroute, Some(Reroute::Confirm), "{}", d.reason);
+    // A feature branch gets the dry run.
+    let args = json!({"command": "git push --force origin feat/x"});
     let d = decide(policy, "Bash", &args, 3.4, false, &[]);
     assert_eq!(d.kind, DecisionKind::Reroute);
     let Some(Reroute::Substitute { suggestion }) = &d.reroute else {
@@ -352,15 +377,15 @@ fn stressed_irreversible_actions_need_confirmation() {
 }
 
 #[test]
-fn safety_changes_are_vetoed_under_stress_and_only_warned_when_calm() {
+fn safety_changes_are_vetoed_under_stress_and_confirmed_when_calm() {
     let policy = default_policy();
     let args = json!({"key": "r3.safety.thermal_interlock", "value": false});
     let stressed = decide(policy, "set_config", &args, 3.1, false, &[]);
     assert_eq!(stressed.kind, DecisionKind::Veto);
     assert_eq!(stressed.rule_id, "stressed-safety-veto");
     let calm = decide(policy, "set_config", &args, 0.0, false, &[]);
-    assert_eq!(calm.kind, DecisionKind::Warn);
-    assert_eq!(calm.rule_id, "calm-safety-warn");
+    assert_eq!(calm.reroute, Some(Reroute::Confirm));
+    assert_eq!(calm.rule_id, "critical-confirm");
 }
 
 #[test]
@@ -425,23 +450,25 @@ fn edge_robot_confirms_actuators_already_at_moderate_stress() {
     assert_eq!(edge.name(), "edge-robot");
     assert_eq!(edge.fail_mode(), FailMode::Closed);
     let go = json!({"device": "z4.booster", "command": "start", "value": true});
+    let moderate = edge.threshold("moderate").unwrap();
+    let floor = edge.threshold("spike_floor").unwrap();
     assert_eq!(
-        decide(default, "actuator", &go, 1.5, false, &[]).kind,
+        decide(default, "actuator", &go, moderate + 0.1, false, &[]).kind,
         DecisionKind::Warn
     );
-    let d = decide(edge, "actuator", &go, 1.5, false, &[]);
+    let d = decide(edge, "actuator", &go, moderate + 0.1, false, &[]);
     assert_eq!(
         (d.kind, d.reroute),
         (DecisionKind::Reroute, Some(Reroute::Confirm))
     );
     // A spike vetoes motion on a robot well below "high", once the step itself is
     // at the spike floor.
-    let d = decide(edge, "actuator", &go, 1.0, true, &[]);
+    let d = decide(edge, "actuator", &go, floor, true, &[]);
     assert_eq!(d.kind, DecisionKind::Veto);
     assert_eq!(d.rule_id, "stressed-actuator-veto");
     // Without the spike the same step is only confirmed; at "high" it is vetoed anyway.
     assert_eq!(
-        decide(edge, "actuator", &go, 1.0, false, &[]).kind,
+        decide(edge, "actuator", &go, floor, false, &[]).kind,
         DecisionKind::Reroute
     );
     assert_eq!(
@@ -817,8 +844,10 @@ proptest! {
             let floor = policy.threshold("spike_floor").unwrap();
             let elevated = policy.threshold("elevated").unwrap();
             let calm = decide(policy, tool, args, floor - below, true, &[]);
+            // Critical corner cuts are confirmed even when calm; never vetoed for the spike.
+            let critical = calm.risk == RiskLevel::Critical;
             prop_assert!(
-                !calm.kind.blocks_action(),
+                if critical { calm.reroute == Some(Reroute::Confirm) } else { !calm.kind.blocks_action() },
                 "[{}] {tool} {args} at {} with spike: {:?} ({})",
                 policy.name(), floor - below, calm.kind, calm.reason
             );

@@ -21,6 +21,7 @@ struct Step {
     step: u64,
     tool: String,
     args: Value,
+    text: Option<String>,
     stress_label: Option<u64>,
     block_label: Option<u64>,
 }
@@ -40,6 +41,7 @@ fn read_steps(relative: &str) -> Vec<Step> {
                 step: row["step"].as_u64().unwrap(),
                 tool: row["action"]["tool"].as_str().unwrap().to_owned(),
                 args: row["action"]["args"].clone(),
+                text: row.get("text").and_then(Value::as_str).map(str::to_owned),
                 stress_label: row.get("stress").and_then(Value::as_u64),
                 block_label: row.get("block").and_then(Value::as_u64),
             }
@@ -54,6 +56,8 @@ fn decide(policy: &Policy, step: &Step, stress: f32, spike: bool) -> limbic_poli
         stress,
         spike,
         scores: &[],
+        action_risk: None,
+        text: step.text.as_deref(),
     })
 }
 

@@ -450,3 +450,16 @@ fn empty_policy_is_rejected() {
         assert_mentions(&text, &["policy.test.toml", "no classes and no rules"]);
     }
 }
+
+#[test]
+fn firmware_configs_are_byte_equal_to_the_packaged_policies() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../firmware-configs");
+    for (name, embedded) in limbic_policy::BUILTIN_POLICIES {
+        let path = format!("{root}/policy.{name}.toml");
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(
+            on_disk == embedded.as_bytes(),
+            "{path} differs from crates/limbic-policy/policies/{name}.toml; copy one over the other"
+        );
+    }
+}

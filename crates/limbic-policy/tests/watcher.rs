@@ -48,6 +48,8 @@ fn push_decision(policy: &Policy) -> DecisionKind {
             stress: 0.0,
             spike: false,
             scores: &[],
+            action_risk: None,
+            text: None,
         })
         .kind
 }
