@@ -18,6 +18,10 @@ pub const DEFAULT_PORT: u16 = 7370;
 /// The route that takes one step and answers one decision.
 pub const STEPS_PATH: &str = "/v1/steps";
 
+/// The step text used when an agent sends no words (or only whitespace): the action is
+/// still judged, and stress reads as that of a neutral placeholder, not as a failure.
+pub const NO_WORDS: &str = "(no words)";
+
 /// Largest accepted step text (bytes); longer steps are refused, not truncated.
 pub const MAX_STEP_TEXT: usize = 32 * 1024;
 /// Largest accepted action arguments (bytes of JSON).

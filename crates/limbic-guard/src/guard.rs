@@ -10,13 +10,29 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use limbic_audit::{AuditLog, AuditOptions, ConfigRecord, DecisionRecord, StepRecord};
+use limbic_audit::{AuditLog, AuditOptions, ConfigRecord, DecisionRecord, Delivery, StepRecord};
 use limbic_engine::EngineConfig;
 use limbic_policy::{Decision, Policy, PolicyHandle, PolicyWatcher, StepView};
 use limbic_vectors::Pack;
 
-use crate::api::{StepAnswer, StepRequest};
+use crate::api::{StepAnswer, StepRequest, NO_WORDS};
 use crate::scorer::Scorer;
+
+/// Largest step number accepted (the audit log stores it as a signed 64-bit integer).
+pub const MAX_STEP_NUMBER: u64 = i64::MAX as u64;
+
+/// A step whose number is out of order, duplicated or out of range: the client's mistake
+/// (HTTP 409), never silently renumbered.
+#[derive(Debug)]
+pub struct StepNumberRejected(pub String);
+
+impl std::fmt::Display for StepNumberRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StepNumberRejected {}
 
 /// Where the guard's policy comes from: a fixed policy, or a watched file (hot reload).
 pub enum PolicySource {
@@ -114,34 +130,52 @@ impl Guard {
     /// Scores, decides and records one step. The outcome is returned only after its audit
     /// row is committed; an audit failure is an error (the decision is not acknowledged).
     pub fn check(&mut self, input: &StepRequest) -> Result<StepAnswer> {
+        self.check_until(input, None)
+    }
+
+    /// [`Guard::check`] for a client that stops waiting at `deadline`: a step whose deadline
+    /// has passed before scoring is decided by the fail mode without scoring, and a step
+    /// answered after it is recorded as late — the log says what the agent was really told
+    /// (its own timeout behaviour), not only what limbic concluded.
+    pub fn check_until(
+        &mut self,
+        input: &StepRequest,
+        deadline: Option<Instant>,
+    ) -> Result<StepAnswer> {
         input.validate()?;
         let started = Instant::now();
         let ts_start = limbic_audit::now_unix_ms();
         let policy = self.policy.current();
-        let step_index = match input.step {
-            Some(s) => s,
-            None => self.next_step.get(&input.session).copied().unwrap_or(1),
-        };
-        self.next_step.insert(input.session.clone(), step_index + 1);
+        let step_index = self.next_step_index(&input.session, input.step)?;
+        self.restore_tracker(&input.session)?;
 
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let text = if input.text.trim().is_empty() {
+            NO_WORDS
+        } else {
+            input.text.as_str()
+        };
         let reading = match &mut self.scorer {
+            _ if expired => Err(
+                "the client's deadline passed while the step waited in the queue; decided by \
+                 the fail mode without scoring"
+                    .to_string(),
+            ),
             Ok(scorer) => scorer
-                .score(&input.session, &input.text, &input.action.text())
+                .score(&input.session, text, &input.action.text())
                 .map_err(|e| format!("{e:#}")),
             Err(reason) => Err(reason.clone()),
         };
+        self.next_step.insert(input.session.clone(), step_index + 1);
         let (decision, unscored, stress, spike, scores, peaks): (Decision, _, _, _, _, _) =
             match &reading {
                 Ok(r) => {
                     let named: Vec<(&str, f32)> =
                         r.scores.iter().map(|(n, z)| (n.as_str(), *z)).collect();
-                    let view = StepView {
-                        tool: &input.action.tool,
-                        args: &input.action.args,
-                        stress: r.signature,
-                        spike: r.track.spike,
-                        scores: &named,
-                    };
+                    let view = StepView::new(&input.action.tool, &input.action.args, r.signature)
+                        .with_spike(r.track.spike)
+                        .with_scores(&named)
+                        .with_text(Some(&input.text));
                     (
                         policy.decide(&view),
                         None,
@@ -177,13 +211,84 @@ impl Guard {
             audit_ms: 0.0,
             unscored,
         };
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        let delivery = if late {
+            (
+                Delivery::Late,
+                Some(
+                    "answered after the client's deadline; the agent acted on its own timeout \
+                      behaviour (the limbic hook denies)"
+                        .to_string(),
+                ),
+            )
+        } else {
+            (Delivery::Delivered, None)
+        };
         let audit_started = Instant::now();
-        self.record(input, &outcome, &decision, &policy, ts_start, stress)?;
+        self.record(
+            input, &outcome, &decision, &policy, ts_start, stress, delivery,
+        )?;
         outcome.audit_ms = audit_started.elapsed().as_secs_f64() * 1e3;
         outcome.latency_ms += outcome.audit_ms;
         Ok(outcome)
     }
 
+    /// The step's number: the one asked for, which must come after the session's last
+    /// recorded step, or the next one. The last step is read from the audit log the first
+    /// time a session is seen, so numbering survives a restart.
+    fn next_step_index(&mut self, session: &str, requested: Option<u64>) -> Result<u64> {
+        let next = match self.next_step.get(session) {
+            Some(n) => *n,
+            None => match &self.audit {
+                Some(audit) => audit
+                    .last_step(session)?
+                    .map_or(1, |last| last.saturating_add(1)),
+                None => 1,
+            },
+        };
+        match requested {
+            None => Ok(next),
+            Some(0) => Err(StepNumberRejected(format!(
+                "step numbers start at 1 (session {session:?})"
+            ))
+            .into()),
+            Some(s) if s > MAX_STEP_NUMBER => {
+                Err(StepNumberRejected(format!("step {s} is larger than {MAX_STEP_NUMBER}")).into())
+            }
+            Some(s) if s < next => Err(StepNumberRejected(format!(
+                "step {s} of session {session:?} is not after its last recorded step {}",
+                next - 1
+            ))
+            .into()),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// Restores a session's stress tracker from its last audited state, the first time a
+    /// session is seen (after a restart a spiking session must not restart calm).
+    fn restore_tracker(&mut self, session: &str) -> Result<()> {
+        let (Ok(scorer), Some(audit)) = (&mut self.scorer, &self.audit) else {
+            return Ok(());
+        };
+        if scorer.tracker_history(session).is_some() {
+            return Ok(());
+        }
+        let Some(state) = audit.session_state(session)? else {
+            return Ok(());
+        };
+        let history: Vec<f32> = state
+            .tracker_state
+            .as_ref()
+            .and_then(|v| v.get("signatures"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if !history.is_empty() {
+            scorer.restore_tracker(session, &history)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         input: &StepRequest,
@@ -192,7 +297,14 @@ impl Guard {
         policy: &Policy,
         ts_start: i64,
         stress: f32,
+        (delivery, delivery_note): (Delivery, Option<String>),
     ) -> Result<()> {
+        let tracker_state = self
+            .scorer
+            .as_ref()
+            .ok()
+            .and_then(|s| s.tracker_history(&input.session))
+            .map(|history| serde_json::json!({ "signatures": history }));
         let Some(audit) = &self.audit else {
             return Ok(());
         };
@@ -221,7 +333,7 @@ impl Guard {
         audit.append_step(
             &StepRecord {
                 session_id: input.session.clone(),
-                step_index: u32::try_from(outcome.step).unwrap_or(u32::MAX),
+                step_index: outcome.step,
                 ts_start_ms: ts_start,
                 ts_end_ms: limbic_audit::now_unix_ms(),
                 tool: input.action.tool.clone(),
@@ -232,6 +344,7 @@ impl Guard {
                 stress_signature: stress,
                 spike: outcome.spike,
                 latency_ms: outcome.latency_ms,
+                tracker_state,
             },
             &DecisionRecord {
                 decision: outcome.decision.as_str().to_string(),
@@ -242,6 +355,8 @@ impl Guard {
                 rule_id: decision.rule_id.clone(),
                 reason: decision.reason.clone(),
                 classes: decision.classes.clone(),
+                delivery,
+                delivery_note,
             },
         )?;
         Ok(())
@@ -296,7 +411,8 @@ impl GuardConfig {
         let policy = PolicySource::load(self.policy.as_deref(), watch_policy)?;
         let audit_path = self.audit_path()?;
         if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            limbic_audit::create_private_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
         }
         let audit = AuditLog::open(
             &audit_path,

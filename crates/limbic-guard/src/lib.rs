@@ -21,6 +21,6 @@ pub mod render;
 pub mod scorer;
 
 pub use api::{Action, StepAnswer, StepRequest};
-pub use guard::{Guard, GuardConfig, PolicySource};
+pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected};
 pub use jsonl::read_jsonl;
 pub use scorer::{Reading, Scorer};

@@ -157,6 +157,28 @@ impl Scorer {
         &self.bank.emotions
     }
 
+    /// The session's recent stress signatures (oldest first), if it has a tracker.
+    pub fn tracker_history(&self, session: &str) -> Option<Vec<f32>> {
+        self.trackers
+            .get(session)
+            .map(|t| t.recent_signatures().collect())
+    }
+
+    /// Rebuilds a session's tracker by replaying its recent signatures (the tracker is a
+    /// function of its history; older steps only survive in the EWMA, whose weight on
+    /// them has decayed).
+    pub fn restore_tracker(&mut self, session: &str, history: &[f32]) -> Result<()> {
+        let mut tracker =
+            SessionTracker::new(self.tracker_config).map_err(|e| anyhow!("tracker: {e:?}"))?;
+        for &signature in history {
+            tracker
+                .update(signature)
+                .map_err(|e| anyhow!("restoring the tracker of {session:?}: {e:?}"))?;
+        }
+        self.trackers.insert(session.to_string(), tracker);
+        Ok(())
+    }
+
     /// Appends the step to its session and scores the agent's words.
     pub fn score(&mut self, session: &str, words: &str, action: &str) -> Result<Reading> {
         self.score_observed(session, words, action, &mut |_, _| {})
