@@ -22,6 +22,13 @@ pub const STEPS_PATH: &str = "/v1/steps";
 /// still judged, and stress reads as that of a neutral placeholder, not as a failure.
 pub const NO_WORDS: &str = "(no words)";
 
+/// Request header with the milliseconds the client will still wait for an answer.
+pub const DEADLINE_HEADER: &str = "x-limbic-deadline-ms";
+/// The deadline of a request that names none.
+pub const DEFAULT_DEADLINE_MS: u64 = 30_000;
+/// Longest deadline honoured.
+pub const MAX_DEADLINE_MS: u64 = 120_000;
+
 /// Largest accepted step text (bytes); longer steps are refused, not truncated.
 pub const MAX_STEP_TEXT: usize = 32 * 1024;
 /// Largest accepted action arguments (bytes of JSON).

@@ -16,7 +16,7 @@ use limbic_policy::{Decision, Policy, PolicyHandle, PolicyWatcher, StepView};
 use limbic_vectors::Pack;
 
 use crate::api::{StepAnswer, StepRequest, NO_WORDS};
-use crate::scorer::Scorer;
+use crate::scorer::{Reading, Scorer};
 
 /// Largest step number accepted (the audit log stores it as a signed 64-bit integer).
 pub const MAX_STEP_NUMBER: u64 = i64::MAX as u64;
@@ -142,31 +142,94 @@ impl Guard {
         input: &StepRequest,
         deadline: Option<Instant>,
     ) -> Result<StepAnswer> {
-        input.validate()?;
+        self.check_many(&[(input, deadline)])
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the step")))
+    }
+
+    /// Checks several steps at once: steps of different sessions are decoded together in
+    /// shared forward passes (the engine batches them across KV sequences), then each is
+    /// decided and recorded in order. One answer per step, in order.
+    pub fn check_many(
+        &mut self,
+        items: &[(&StepRequest, Option<Instant>)],
+    ) -> Vec<Result<StepAnswer>> {
         let started = Instant::now();
         let ts_start = limbic_audit::now_unix_ms();
         let policy = self.policy.current();
-        let step_index = self.next_step_index(&input.session, input.step)?;
-        self.restore_tracker(&input.session)?;
+        // 1. Validate and number every step; those still in time are scored.
+        let mut prepared: Vec<Result<u64>> = Vec::with_capacity(items.len());
+        let mut to_score: Vec<(usize, &str, &str, String)> = Vec::new();
+        for (i, (input, deadline)) in items.iter().enumerate() {
+            let step = input
+                .validate()
+                .and_then(|()| self.next_step_index(&input.session, input.step))
+                .and_then(|index| {
+                    self.restore_tracker(&input.session)?;
+                    self.next_step.insert(input.session.clone(), index + 1);
+                    Ok(index)
+                });
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if step.is_ok() && !expired {
+                let text = if input.text.trim().is_empty() {
+                    NO_WORDS
+                } else {
+                    input.text.as_str()
+                };
+                to_score.push((i, &input.session, text, input.action.text()));
+            }
+            prepared.push(step);
+        }
+        // 2. One batched pass over the steps to score.
+        let mut readings: Vec<std::result::Result<Reading, String>> = items
+            .iter()
+            .map(|_| {
+                Err(
+                    "the client's deadline passed while the step waited in the queue; decided \
+                     by the fail mode without scoring"
+                        .to_string(),
+                )
+            })
+            .collect();
+        match &mut self.scorer {
+            Ok(scorer) => {
+                let batch: Vec<(&str, &str, &str)> = to_score
+                    .iter()
+                    .map(|(_, s, w, a)| (*s, *w, a.as_str()))
+                    .collect();
+                for ((i, ..), r) in to_score.iter().zip(scorer.score_many(&batch)) {
+                    readings[*i] = r.map_err(|e| format!("{e:#}"));
+                }
+            }
+            Err(reason) => {
+                for (i, ..) in &to_score {
+                    readings[*i] = Err(reason.clone());
+                }
+            }
+        }
+        // 3. Decide and record each, in order.
+        items
+            .iter()
+            .zip(prepared)
+            .zip(readings)
+            .map(|(((input, deadline), step), reading)| {
+                self.finish(input, step?, reading, &policy, started, ts_start, *deadline)
+            })
+            .collect()
+    }
 
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        let text = if input.text.trim().is_empty() {
-            NO_WORDS
-        } else {
-            input.text.as_str()
-        };
-        let reading = match &mut self.scorer {
-            _ if expired => Err(
-                "the client's deadline passed while the step waited in the queue; decided by \
-                 the fail mode without scoring"
-                    .to_string(),
-            ),
-            Ok(scorer) => scorer
-                .score(&input.session, text, &input.action.text())
-                .map_err(|e| format!("{e:#}")),
-            Err(reason) => Err(reason.clone()),
-        };
-        self.next_step.insert(input.session.clone(), step_index + 1);
+    /// Decides one scored (or unscorable) step and records it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        input: &StepRequest,
+        step_index: u64,
+        reading: std::result::Result<Reading, String>,
+        policy: &Arc<Policy>,
+        started: Instant,
+        ts_start: i64,
+        deadline: Option<Instant>,
+    ) -> Result<StepAnswer> {
         let (decision, unscored, stress, spike, scores, peaks): (Decision, _, _, _, _, _) =
             match &reading {
                 Ok(r) => {
@@ -226,7 +289,7 @@ impl Guard {
         };
         let audit_started = Instant::now();
         self.record(
-            input, &outcome, &decision, &policy, ts_start, stress, delivery,
+            input, &outcome, &decision, policy, ts_start, stress, delivery,
         )?;
         outcome.audit_ms = audit_started.elapsed().as_secs_f64() * 1e3;
         outcome.latency_ms += outcome.audit_ms;

@@ -7,6 +7,7 @@
 //! * [`home`], [`models`] — limbic's home directory, the known models, fetching, pack lookup.
 //! * [`build`] — the vector-pack pipeline (pool → fit → calibrate → weights → write).
 //! * [`eval`] — scoring labelled steps (AUROC tables, the keyword baseline).
+//! * [`sweep`] — decision curves and operating points chosen on held-out domains.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod jsonl;
 pub mod models;
 pub mod render;
 pub mod scorer;
+pub mod sweep;
 
 pub use api::{Action, StepAnswer, StepRequest};
 pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected};

@@ -36,6 +36,24 @@ impl RenderedStep {
     }
 }
 
+/// The action is context for later steps, not scored: long arguments (a whole file in a
+/// `Write`) are cut to their head and tail, with what was cut said in between, so a long
+/// action costs a bounded number of tokens.
+pub const ACTION_CONTEXT_HEAD: usize = 1200;
+pub const ACTION_CONTEXT_TAIL: usize = 400;
+
+/// `action` cut to its head and tail (on character boundaries) when it is long.
+pub fn bound_action(action: &str) -> std::borrow::Cow<'_, str> {
+    let chars = action.chars().count();
+    if chars <= ACTION_CONTEXT_HEAD + ACTION_CONTEXT_TAIL + 64 {
+        return std::borrow::Cow::Borrowed(action);
+    }
+    let head: String = action.chars().take(ACTION_CONTEXT_HEAD).collect();
+    let tail: String = action.chars().skip(chars - ACTION_CONTEXT_TAIL).collect();
+    let cut = chars - ACTION_CONTEXT_HEAD - ACTION_CONTEXT_TAIL;
+    std::borrow::Cow::Owned(format!("{head} … [{cut} characters not shown] … {tail}"))
+}
+
 const MARKER: &str = "\u{2063}LIMBIC\u{2063}";
 
 impl TurnFrame {
@@ -73,12 +91,30 @@ impl TurnFrame {
         tokens.extend(model.tokenize(words.trim(), false)?);
         let words_range = start..tokens.len();
         if let Some(action) = action.filter(|a| !a.trim().is_empty()) {
-            tokens.extend(model.tokenize(&format!("\nAction: {}", action.trim()), false)?);
+            let action = bound_action(action.trim());
+            tokens.extend(model.tokenize(&format!("\nAction: {action}"), false)?);
         }
         tokens.extend_from_slice(&self.suffix);
         Ok(RenderedStep {
             tokens,
             words: words_range,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_actions_keep_head_and_tail_and_say_what_was_cut() {
+        let short = "Bash {\"command\":\"ls\"}";
+        assert_eq!(bound_action(short), short);
+        let long = format!("Write {{\"content\":\"{}END\"}}", "é".repeat(20_000));
+        let bounded = bound_action(&long);
+        assert!(bounded.starts_with("Write {"));
+        assert!(bounded.ends_with("END\"}"));
+        assert!(bounded.contains("characters not shown"));
+        assert!(bounded.chars().count() < ACTION_CONTEXT_HEAD + ACTION_CONTEXT_TAIL + 64);
     }
 }

@@ -12,7 +12,7 @@ use limbic_probe::{
 };
 use limbic_vectors::Pack;
 
-use crate::render::TurnFrame;
+use crate::render::{RenderedStep, TurnFrame};
 
 /// Probe data owned in one place; a borrowed `ProbeSet` is built from it per step
 /// (fixed-capacity, no allocation).
@@ -181,7 +181,76 @@ impl Scorer {
 
     /// Appends the step to its session and scores the agent's words.
     pub fn score(&mut self, session: &str, words: &str, action: &str) -> Result<Reading> {
-        self.score_observed(session, words, action, &mut |_, _| {})
+        self.score_many(&[(session, words, action)])
+            .pop()
+            .unwrap_or_else(|| Err(anyhow!("no reading for the step")))
+    }
+
+    /// Scores several steps `(session, words, action)` in shared forward passes (the engine
+    /// batches the sessions' new tokens across KV sequences). Trackers are updated in
+    /// item order. One reading per item, in order.
+    pub fn score_many(&mut self, items: &[(&str, &str, &str)]) -> Vec<Result<Reading>> {
+        let model = self.engine.model().clone();
+        let set = match self.bank.probe_set() {
+            Ok(set) => set,
+            Err(e) => return items.iter().map(|_| Err(anyhow!("{e:#}"))).collect(),
+        };
+        let rendered: Vec<Result<RenderedStep>> = items
+            .iter()
+            .map(|(_, words, action)| {
+                if words.trim().is_empty() {
+                    bail!("empty step text: nothing to score");
+                }
+                self.frame.render(&model, words, Some(action))
+            })
+            .collect();
+        // Only renderable items go to the engine; `slots[k]` is the item of batch entry k.
+        let slots: Vec<usize> = (0..items.len()).filter(|&i| rendered[i].is_ok()).collect();
+        let batch: Vec<(&str, &[i32])> = slots
+            .iter()
+            .filter_map(|&i| match &rendered[i] {
+                Ok(step) => Some((items[i].0, step.tokens.as_slice())),
+                Err(_) => None,
+            })
+            .collect();
+        let mut accs: Vec<StepAccumulator> =
+            items.iter().map(|_| StepAccumulator::new(&set)).collect();
+        let mut feed_errors: Vec<Option<limbic_probe::ProbeError>> =
+            items.iter().map(|_| None).collect();
+        let appended = self.engine.append_many(&batch, &mut |k, tap| {
+            let i = slots[k];
+            if let Ok(step) = &rendered[i] {
+                if let Err(e) = accs[i].feed_token(&set, tap.rows.iter(), step.token_kind(tap)) {
+                    feed_errors[i].get_or_insert(e);
+                }
+            }
+        });
+        let mut decoded: Vec<Option<std::result::Result<(), String>>> =
+            items.iter().map(|_| None).collect();
+        for (k, r) in appended.into_iter().enumerate() {
+            decoded[slots[k]] = Some(r.map(|_| ()).map_err(|e| e.to_string()));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, rendered) in rendered.into_iter().enumerate() {
+            let result = match (rendered, decoded[i].take()) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Some(Err(e))) => Err(anyhow!("decoding the step: {e}")),
+                (Ok(_), None) => Err(anyhow!("the engine gave no result for the step")),
+                (Ok(_), Some(Ok(()))) => {
+                    let scores = accs[i].finish();
+                    reading(
+                        &self.bank,
+                        &mut self.trackers,
+                        self.tracker_config,
+                        items[i].0,
+                        &scores,
+                        feed_errors[i].take(),
+                    )
+                }
+            };
+            out.push(result);
+        }
+        out
     }
 
     /// [`Scorer::score`], also showing every token's tapped rows to `observer`, with
@@ -210,37 +279,14 @@ impl Scorer {
                 }
             })?;
         let scores = acc.finish();
-        if scores.scored_tokens == 0 {
-            bail!(
-                "no token of the step could be scored{}",
-                feed_error.map(|e| format!(" ({e:?})")).unwrap_or_default()
-            );
-        }
-        let signature = self.bank.weights.stress_signature(&scores);
-        let config = self.tracker_config;
-        let tracker = match self.trackers.entry(session.to_string()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
-            }
-        };
-        let track = tracker
-            .update(signature)
-            .map_err(|e| anyhow!("tracker: {e:?}"))?;
-        let per_emotion = |f: fn(&limbic_probe::EmotionScore) -> f32| {
-            self.bank
-                .emotions
-                .iter()
-                .zip(scores.emotions())
-                .map(|(n, s)| (n.clone(), f(s)))
-                .collect::<Vec<_>>()
-        };
-        Ok(Reading {
-            scores: per_emotion(|s| s.mean_z),
-            peaks: per_emotion(|s| s.peak_z),
-            signature,
-            track,
-        })
+        reading(
+            &self.bank,
+            &mut self.trackers,
+            self.tracker_config,
+            session,
+            &scores,
+            feed_error,
+        )
     }
 }
 
@@ -263,4 +309,45 @@ pub(crate) fn pack_hash(dir: &Path) -> Result<String> {
         hasher.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The step's reading from its pooled scores; updates the session's tracker. (A free
+/// function so it can run while a `ProbeSet` still borrows the bank.)
+fn reading(
+    bank: &ProbeBank,
+    trackers: &mut HashMap<String, SessionTracker>,
+    config: TrackerConfig,
+    session: &str,
+    scores: &limbic_probe::StepScores,
+    feed_error: Option<limbic_probe::ProbeError>,
+) -> Result<Reading> {
+    if scores.scored_tokens == 0 {
+        bail!(
+            "no token of the step could be scored{}",
+            feed_error.map(|e| format!(" ({e:?})")).unwrap_or_default()
+        );
+    }
+    let signature = bank.weights.stress_signature(scores);
+    let tracker = match trackers.entry(session.to_string()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
+        }
+    };
+    let track = tracker
+        .update(signature)
+        .map_err(|e| anyhow!("tracker: {e:?}"))?;
+    let per_emotion = |f: fn(&limbic_probe::EmotionScore) -> f32| {
+        bank.emotions
+            .iter()
+            .zip(scores.emotions())
+            .map(|(n, s)| (n.clone(), f(s)))
+            .collect::<Vec<_>>()
+    };
+    Ok(Reading {
+        scores: per_emotion(|s| s.mean_z),
+        peaks: per_emotion(|s| s.peak_z),
+        signature,
+        track,
+    })
 }

@@ -39,7 +39,7 @@ pub struct ServerConfig {
 
 pub(crate) struct AppState {
     pub(crate) jobs: mpsc::Sender<worker::Job>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: serde_json::Value,
     pub(crate) policy: Option<limbic_policy::PolicyHandle>,
 }
@@ -71,11 +71,12 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let policy = guard.policy_handle();
 
     let perf = Arc::new(Mutex::new(limbic_engine::PerfStats::default()));
-    let (tx, worker) = worker::spawn(guard, perf.clone())?;
+    let metrics = Arc::new(Metrics::default());
+    let (tx, worker) = worker::spawn(guard, perf.clone(), metrics.clone())?;
 
     let state = Arc::new(AppState {
         jobs: tx,
-        metrics: Metrics::default(),
+        metrics,
         health,
         policy,
     });

@@ -24,10 +24,22 @@ pub(crate) struct Metrics {
     pub(crate) decisions: Mutex<std::collections::BTreeMap<DecisionKind, u64>>,
     pub(crate) latency_buckets: [AtomicU64; 12],
     pub(crate) latency_sum_us: AtomicU64,
+    pub(crate) queue_depth: AtomicU64,
+    pub(crate) queue_wait_sum_us: AtomicU64,
+    pub(crate) queue_waits: AtomicU64,
+    pub(crate) last_queue_wait_us: AtomicU64,
     pub(crate) llama: Mutex<limbic_engine::PerfStats>,
 }
 
 impl Metrics {
+    /// Records how long one step waited for the worker.
+    pub(crate) fn record_queue_wait(&self, wait: std::time::Duration) {
+        let us = wait.as_micros() as u64;
+        self.queue_wait_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.queue_waits.fetch_add(1, Ordering::Relaxed);
+        self.last_queue_wait_us.store(us, Ordering::Relaxed);
+    }
+
     /// Counts one decided step.
     pub(crate) fn record(&self, decision: DecisionKind, latency_ms: f64) {
         self.steps.fetch_add(1, Ordering::Relaxed);
@@ -108,6 +120,27 @@ pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Respo
     let sum = m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
     let _ = writeln!(out, "limbic_step_latency_seconds_sum {sum}");
     let _ = writeln!(out, "limbic_step_latency_seconds_count {steps}");
+    metric(
+        &mut out,
+        "limbic_queue_depth",
+        "gauge",
+        "Steps waiting for the model worker.",
+        m.queue_depth.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "limbic_queue_wait_seconds_total",
+        "counter",
+        "Time steps spent waiting for the model worker (add to step latency for the client's view).",
+        m.queue_wait_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    metric(
+        &mut out,
+        "limbic_queue_waits_total",
+        "counter",
+        "Steps that waited for the model worker.",
+        m.queue_waits.load(Ordering::Relaxed),
+    );
     if let Ok(p) = m.llama.lock() {
         let llama = [
             (

@@ -2,17 +2,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use limbic_guard::api::ErrorBody;
+use limbic_guard::api::{ErrorBody, DEADLINE_HEADER, DEFAULT_DEADLINE_MS, MAX_DEADLINE_MS};
 use limbic_guard::StepRequest;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::worker::Job;
 use crate::AppState;
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -27,6 +29,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 pub(crate) async fn post_step(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Json<StepRequest>, JsonRejection>,
 ) -> Response {
     let input = match body {
@@ -40,8 +43,23 @@ pub(crate) async fn post_step(
         state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
         return error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}"));
     }
+    // The client's own deadline (the hook sends what is left of its budget), else the
+    // default: a step that cannot be answered in time is decided by the fail mode.
+    let budget_ms = headers
+        .get(DEADLINE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_DEADLINE_MS)
+        .min(MAX_DEADLINE_MS);
+    let now = Instant::now();
     let (reply_tx, reply_rx) = oneshot::channel();
-    if state.jobs.send((input, reply_tx)).await.is_err() {
+    let job = Job {
+        request: input,
+        deadline: now + Duration::from_millis(budget_ms),
+        enqueued: now,
+        reply: reply_tx,
+    };
+    if state.jobs.send(job).await.is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the guard worker has stopped",
@@ -52,9 +70,13 @@ pub(crate) async fn post_step(
             state.metrics.record(outcome.decision, outcome.latency_ms);
             Json(outcome).into_response()
         }
-        Ok(Err(message)) => {
+        Ok(Err(e)) if e.status == 409 => {
+            state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+            error(StatusCode::CONFLICT, e.message)
+        }
+        Ok(Err(e)) => {
             state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            error(StatusCode::INTERNAL_SERVER_ERROR, message)
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.message)
         }
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +87,10 @@ pub(crate) async fn post_step(
 
 pub(crate) async fn health_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut health = state.health.clone();
+    health["queue"] = json!({
+        "depth": state.metrics.queue_depth.load(Ordering::Relaxed),
+        "last_wait_ms": state.metrics.last_queue_wait_us.load(Ordering::Relaxed) as f64 / 1e3,
+    });
     if let Some(handle) = &state.policy {
         let policy = handle.current();
         health["policy"] = json!({

@@ -1,37 +1,87 @@
 //! The model worker: one thread owns the guard (model, sessions, audit) and takes steps
-//! from a channel, so concurrent sessions are serialised onto the model safely.
+//! from a channel. Steps that wait at the same moment are checked together, so their
+//! sessions share the forward pass (the engine batches them across KV sequences) and
+//! throughput grows with concurrency instead of latency.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use limbic_guard::{Guard, StepAnswer, StepRequest};
+use limbic_guard::{Guard, StepAnswer, StepNumberRejected, StepRequest};
 use tokio::sync::{mpsc, oneshot};
 
-/// One step and where to send its answer.
-pub(crate) type Job = (StepRequest, oneshot::Sender<Result<StepAnswer, String>>);
+use crate::metrics::Metrics;
+
+/// Why a step got no decision, with the HTTP status to answer.
+#[derive(Debug)]
+pub(crate) struct JobError {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+}
+
+/// One step, its deadline, and where to send its answer.
+pub(crate) struct Job {
+    pub(crate) request: StepRequest,
+    pub(crate) deadline: Instant,
+    pub(crate) enqueued: Instant,
+    pub(crate) reply: oneshot::Sender<Result<StepAnswer, JobError>>,
+}
 
 /// Steps waiting for the worker before senders wait too.
-const QUEUE: usize = 64;
+const QUEUE: usize = 1024;
+/// Most steps checked in one batch (the engine further splits by resident sessions).
+const MAX_BATCH: usize = 32;
 
-/// Starts the worker; steps are handled in arrival order.
+/// Starts the worker.
 pub(crate) fn spawn(
     mut guard: Guard,
     perf: Arc<Mutex<limbic_engine::PerfStats>>,
+    metrics: Arc<Metrics>,
 ) -> Result<(mpsc::Sender<Job>, JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("limbic-guard".into())
         .spawn(move || {
-            while let Some((input, reply)) = rx.blocking_recv() {
-                let result = guard.check(&input).map_err(|e| format!("{e:#}"));
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let picked = Instant::now();
+                for job in &jobs {
+                    metrics.record_queue_wait(picked.duration_since(job.enqueued));
+                }
+                metrics
+                    .queue_depth
+                    .store(rx.len() as u64, Ordering::Relaxed);
+                let items: Vec<(&StepRequest, Option<Instant>)> = jobs
+                    .iter()
+                    .map(|j| (&j.request, Some(j.deadline)))
+                    .collect();
+                let results = guard.check_many(&items);
                 if let Some(s) = guard.scorer() {
                     if let Ok(mut p) = perf.lock() {
                         *p = s.engine().perf();
                     }
                 }
-                // The client may have gone away; the step is recorded either way.
-                let _ = reply.send(result);
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let result = result.map_err(|e| JobError {
+                        status: if e.downcast_ref::<StepNumberRejected>().is_some() {
+                            409
+                        } else {
+                            500
+                        },
+                        message: format!("{e:#}"),
+                    });
+                    // The client may have gone away; the step is recorded either way
+                    // (as late when its deadline had passed).
+                    let _ = job.reply.send(result);
+                }
             }
         })
         .context("starting the guard thread")?;

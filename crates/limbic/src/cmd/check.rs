@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use limbic_guard::eval::LabelledStep;
+use limbic_guard::sweep::{self, Rates};
 use limbic_guard::{Guard, StepAnswer, StepRequest};
 use limbic_policy::DecisionKind;
 use serde_json::json;
@@ -22,6 +24,19 @@ pub struct CheckArgs {
     /// Where to write one decision per input line (default: standard output).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Instead of checking: score labelled steps (a file or a folder of JSON Lines with
+    /// `stress`, `block` and `domain`) once, re-decide them over a grid of the policy's
+    /// risk × stress thresholds, and print recall / calm-false-veto curves with the
+    /// operating point chosen on the tuning domains, reported on the held-out ones and
+    /// leave-one-domain-out.
+    #[arg(long)]
+    sweep: bool,
+    /// Domains held out from choosing the operating point (with --sweep).
+    #[arg(long, value_delimiter = ',')]
+    heldout: Vec<String>,
+    /// Largest calm false-veto rate allowed on the tuning domains (with --sweep).
+    #[arg(long, default_value_t = 0.02)]
+    max_false_veto: f64,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -46,6 +61,9 @@ fn check_line(
 const EXIT_SOME_LINES_FAILED: u8 = 4;
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    if args.sweep {
+        return sweep(&args);
+    }
     let file = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
     let mut guard = args.guard.config().build(false)?;
@@ -97,4 +115,168 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Labelled steps from a file, or every `*.jsonl` in a folder (in name order).
+fn labelled_steps(path: &Path) -> Result<Vec<LabelledStep>> {
+    if !path.is_dir() {
+        return limbic_guard::read_jsonl(path);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut steps = Vec::new();
+    for f in files {
+        steps.extend(limbic_guard::read_jsonl::<LabelledStep>(&f)?);
+    }
+    Ok(steps)
+}
+
+fn fmt_rates(r: &Rates) -> String {
+    format!(
+        "recall {:>5.3} ({:>3}/{:<3})  calm false veto {:>5.3} ({:>2}/{:<3})  distress-benign stopped {:>2}/{:<3}",
+        r.recall(),
+        r.blocks_stopped,
+        r.blocks,
+        r.calm_false_veto(),
+        r.calm_stopped,
+        r.calm,
+        r.distress_benign_stopped,
+        r.distress_benign
+    )
+}
+
+fn sweep(args: &CheckArgs) -> Result<ExitCode> {
+    let steps = labelled_steps(&args.input)?;
+    let config = args.guard.config();
+    let model = limbic_guard::models::load_model(config.model.as_deref())?;
+    let pack_dir = match &config.pack {
+        Some(p) => p.clone(),
+        None => limbic_guard::home::default_pack_dir(&model)?,
+    };
+    let pack = limbic_vectors::Pack::load(&pack_dir)?;
+    let base = limbic_guard::PolicySource::load(config.policy.as_deref(), false)?.current();
+    eprintln!("scoring {} labelled steps...", steps.len());
+    let scored = sweep::score_steps(model, &pack, &steps)?;
+    let heldout: Vec<String> = args.heldout.clone();
+    let is_tune = |d: &str| !heldout.iter().any(|h| h == d);
+    let is_heldout = |d: &str| heldout.iter().any(|h| h == d);
+    println!(
+        "{} steps; held-out domains: {}",
+        scored.len(),
+        if heldout.is_empty() {
+            "none".to_string()
+        } else {
+            heldout.join(", ")
+        }
+    );
+    let auroc = |keep: &dyn Fn(&str) -> bool| {
+        sweep::stress_auroc(&scored, keep).map_or("-".to_string(), |a| format!("{a:.3}"))
+    };
+    println!(
+        "stress AUROC: tuning {}, held-out {}, all {}",
+        auroc(&is_tune),
+        auroc(&is_heldout),
+        auroc(&|_| true)
+    );
+    let current = sweep::decide_all(&base, &scored);
+    println!("\npolicy as shipped ({}):", base.name());
+    let shipped: Vec<f32> = sweep::SWEPT
+        .iter()
+        .map(|n| base.threshold(n).unwrap_or(f32::NAN))
+        .collect();
+    println!("  thresholds {:?} = {shipped:?}", sweep::SWEPT);
+    println!(
+        "  tuning   {}",
+        fmt_rates(&sweep::rates(&scored, &current, is_tune))
+    );
+    println!(
+        "  held-out {}",
+        fmt_rates(&sweep::rates(&scored, &current, is_heldout))
+    );
+
+    let values: Vec<f32> = (0..=12).map(|i| 1.0 + 0.25 * i as f32).collect();
+    let mut decisions = Vec::new();
+    for setting in sweep::grid(&values) {
+        let policy = sweep::policy_with(&base, &setting)?;
+        decisions.push((setting, sweep::decide_all(&policy, &scored)));
+    }
+    println!("\ncurve (operating point chosen on the tuning domains at each false-veto budget):");
+    println!(
+        "  budget  thresholds {:?}   tuning → held-out",
+        sweep::SWEPT
+    );
+    for budget in [0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2] {
+        if let Some((setting, tune)) = sweep::choose(&decisions, &scored, is_tune, budget) {
+            let stopped = &decisions
+                .iter()
+                .find(|(s, _)| *s == setting)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
+            let held = sweep::rates(&scored, stopped, is_heldout);
+            println!(
+                "  {budget:>5.2}  {setting:?}  recall {:.3} fv {:.3} → recall {:.3} fv {:.3}",
+                tune.recall(),
+                tune.calm_false_veto(),
+                held.recall(),
+                held.calm_false_veto()
+            );
+        }
+    }
+    let Some((chosen, _)) = sweep::choose(&decisions, &scored, is_tune, args.max_false_veto) else {
+        anyhow::bail!(
+            "no setting keeps calm false veto ≤ {} on the tuning domains",
+            args.max_false_veto
+        );
+    };
+    let stopped = decisions
+        .iter()
+        .find(|(s, _)| *s == chosen)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
+    println!(
+        "\nchosen on tuning (calm false veto ≤ {}): {:?} = {chosen:?}",
+        args.max_false_veto,
+        sweep::SWEPT
+    );
+    println!(
+        "  tuning   {}",
+        fmt_rates(&sweep::rates(&scored, &stopped, is_tune))
+    );
+    println!(
+        "  held-out {}",
+        fmt_rates(&sweep::rates(&scored, &stopped, is_heldout))
+    );
+    println!("  per domain:");
+    for (d, r) in sweep::per_domain(&scored, &stopped) {
+        let tag = if is_heldout(&d) { "held-out" } else { "tuning" };
+        println!("    {d:<18} {tag:<8} {}", fmt_rates(&r));
+    }
+    println!("\nleave-one-domain-out (chosen on all other domains, measured on the one left out):");
+    let mut total = Rates::default();
+    for d in sweep::domains(&scored) {
+        let Some((setting, _)) =
+            sweep::choose(&decisions, &scored, |x| x != d, args.max_false_veto)
+        else {
+            continue;
+        };
+        let stopped = decisions
+            .iter()
+            .find(|(s, _)| *s == setting)
+            .map(|(_, dd)| dd.clone())
+            .unwrap_or_default();
+        let r = sweep::rates(&scored, &stopped, |x| x == d);
+        total.blocks += r.blocks;
+        total.blocks_stopped += r.blocks_stopped;
+        total.calm += r.calm;
+        total.calm_stopped += r.calm_stopped;
+        total.distress_benign += r.distress_benign;
+        total.distress_benign_stopped += r.distress_benign_stopped;
+        println!("    {d:<18} {setting:?} {}", fmt_rates(&r));
+    }
+    println!("    {:<18} {}", "all (pooled)", fmt_rates(&total));
+    Ok(ExitCode::SUCCESS)
 }

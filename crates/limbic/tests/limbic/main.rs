@@ -6,4 +6,5 @@ mod common;
 mod daemon;
 mod guard;
 mod hooks;
+mod throughput;
 mod vectors;
