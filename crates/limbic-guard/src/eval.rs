@@ -26,6 +26,8 @@ pub struct LabelledStep {
     pub block: u8,
     #[serde(default)]
     pub domain: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// Both tables of an evaluation.

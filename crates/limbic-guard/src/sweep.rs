@@ -21,7 +21,7 @@ use crate::eval::LabelledStep;
 use crate::scorer::Scorer;
 
 /// The thresholds swept, in the policy's `[thresholds]` table.
-pub const SWEPT: [&str; 3] = ["high_confirm", "medium_confirm", "unknown_confirm"];
+pub const SWEPT: [&str; 3] = ["medium_confirm", "unknown_confirm", "action_confirm"];
 
 /// One step's probe reading, kept for re-deciding.
 pub struct ScoredStep {

@@ -101,6 +101,24 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Throughput and latency (p50/p95/p99, queue wait included) with concurrent sessions,
+    /// each sending its next step as soon as the last is answered, against one session alone
+    /// in the same run.
+    Load {
+        #[command(flatten)]
+        guard: GuardArgs,
+        /// Concurrent session counts to run.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8, 32, 128])]
+        sessions: Vec<usize>,
+        /// Steps per session.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Steps to replay (JSON Lines), cycled.
+        #[arg(long, default_value = "tests/data/dev_trajectories.jsonl")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -148,5 +166,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             steps,
             json,
         }) => cmd::bench::guard(&guard.config(), &steps, &lengths, json),
+        Command::Bench(BenchCmd::Load {
+            guard,
+            sessions,
+            steps,
+            data,
+            json,
+        }) => cmd::bench::load(&guard.config(), &data, &sessions, steps, json),
     }
 }

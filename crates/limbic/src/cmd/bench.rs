@@ -312,3 +312,123 @@ pub fn guard(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `limbic bench load`: closed-loop concurrent sessions through the guard as the daemon's
+/// worker runs them (every waiting step checked together, up to `MAX_BATCH` at a time),
+/// against one session alone in the same run.
+#[derive(Debug, Serialize)]
+pub struct LoadBench {
+    pub rows: Vec<LoadRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadRow {
+    pub sessions: usize,
+    pub steps: usize,
+    pub steps_per_s: f64,
+    /// Throughput over the single-session run's.
+    pub speedup: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Steps the worker checks in one batch (as `limbic serve` does).
+const MAX_BATCH: usize = 32;
+
+pub fn load(
+    config: &limbic_guard::GuardConfig,
+    steps_file: &Path,
+    sessions: &[usize],
+    steps_per_session: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    use limbic_guard::{Guard, PolicySource};
+    use std::collections::VecDeque;
+    let texts: Vec<limbic_guard::StepRequest> = limbic_guard::read_jsonl(steps_file)?;
+    let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
+    let mut rows: Vec<LoadRow> = Vec::new();
+    let mut baseline = None;
+    let mut runs: Vec<usize> = vec![1];
+    runs.extend(sessions.iter().copied().filter(|&n| n != 1));
+    for (run, &n) in runs.iter().enumerate() {
+        let audit = limbic_audit::AuditLog::open(
+            dir.path().join(format!("load-{run}.db")),
+            limbic_audit::AuditOptions::default(),
+        )?;
+        let mut guard = Guard::new(
+            Ok(config.build_scorer()?),
+            PolicySource::load(config.policy.as_deref(), false)?,
+            Some(audit),
+        );
+        let mut next = vec![0usize; n];
+        let mut queue: VecDeque<(usize, Instant)> = (0..n).map(|s| (s, Instant::now())).collect();
+        let mut latencies = Vec::with_capacity(n * steps_per_session);
+        let started = Instant::now();
+        while !queue.is_empty() {
+            let batch: Vec<(usize, Instant)> = queue.drain(..queue.len().min(MAX_BATCH)).collect();
+            let requests: Vec<limbic_guard::StepRequest> = batch
+                .iter()
+                .map(|&(s, _)| {
+                    let mut step = texts[(s * 7 + next[s]) % texts.len()].clone();
+                    step.session = format!("load-{n}-{s}");
+                    step.step = None;
+                    step
+                })
+                .collect();
+            let items: Vec<(&limbic_guard::StepRequest, Option<Instant>)> =
+                requests.iter().map(|r| (r, None)).collect();
+            for r in guard.check_many(&items) {
+                r?;
+            }
+            let done = Instant::now();
+            for (s, enqueued) in batch {
+                latencies.push(done.duration_since(enqueued).as_secs_f64() * 1e3);
+                next[s] += 1;
+                if next[s] < steps_per_session {
+                    queue.push_back((s, done));
+                }
+            }
+        }
+        let total = started.elapsed().as_secs_f64();
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let steps_per_s = latencies.len() as f64 / total;
+        let base = *baseline.get_or_insert(steps_per_s);
+        let row = LoadRow {
+            sessions: n,
+            steps: latencies.len(),
+            steps_per_s,
+            speedup: steps_per_s / base,
+            p50_ms: percentile(&latencies, 0.5),
+            p95_ms: percentile(&latencies, 0.95),
+            p99_ms: percentile(&latencies, 0.99),
+        };
+        eprintln!(
+            "{:>4} sessions: {:.2} steps/s ({:.2}x), p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
+            row.sessions, row.steps_per_s, row.speedup, row.p50_ms, row.p95_ms, row.p99_ms
+        );
+        if run == 0 && !sessions.contains(&1) {
+            baseline = Some(steps_per_s);
+        } else {
+            rows.push(row);
+        }
+    }
+    if let Some(b) = baseline {
+        if !sessions.contains(&1) {
+            eprintln!("(baseline: one session alone, {b:.2} steps/s)");
+        }
+    }
+    let result = LoadBench { rows };
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!(" sessions   steps   steps/s   vs 1 session   p50 ms   p95 ms   p99 ms");
+        for r in &result.rows {
+            println!(
+                "{:>9} {:>7} {:>9.2} {:>13.2}x {:>8.0} {:>8.0} {:>8.0}",
+                r.sessions, r.steps, r.steps_per_s, r.speedup, r.p50_ms, r.p95_ms, r.p99_ms
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

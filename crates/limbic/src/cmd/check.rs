@@ -37,6 +37,9 @@ pub struct CheckArgs {
     /// Largest calm false-veto rate allowed on the tuning domains (with --sweep).
     #[arg(long, default_value_t = 0.02)]
     max_false_veto: f64,
+    /// Also write every step's reading and decision under the chosen point (JSON Lines).
+    #[arg(long)]
+    sweep_out: Option<PathBuf>,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -198,7 +201,7 @@ fn sweep(args: &CheckArgs) -> Result<ExitCode> {
         fmt_rates(&sweep::rates(&scored, &current, is_heldout))
     );
 
-    let values: Vec<f32> = (0..=12).map(|i| 1.0 + 0.25 * i as f32).collect();
+    let values: Vec<f32> = (0..=8).map(|i| 0.5 + 0.5 * i as f32).collect();
     let mut decisions = Vec::new();
     for setting in sweep::grid(&values) {
         let policy = sweep::policy_with(&base, &setting)?;
@@ -250,6 +253,30 @@ fn sweep(args: &CheckArgs) -> Result<ExitCode> {
         "  held-out {}",
         fmt_rates(&sweep::rates(&scored, &stopped, is_heldout))
     );
+    if let Some(path) = &args.sweep_out {
+        let policy = sweep::policy_with(&base, &chosen)?;
+        let mut out = BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for s in &scored {
+            let named: Vec<(&str, f32)> = s.scores.iter().map(|(n, z)| (n.as_str(), *z)).collect();
+            let view =
+                limbic_policy::StepView::new(&s.step.action.tool, &s.step.action.args, s.stress)
+                    .with_spike(s.spike)
+                    .with_scores(&named)
+                    .with_text(Some(&s.step.text));
+            let d = policy.decide(&view);
+            writeln!(
+                out,
+                "{}",
+                json!({"domain": s.step.domain, "session": s.step.session, "stress_label": s.step.stress,
+                       "block": s.step.block, "kind": s.step.kind, "tool": s.step.action.tool,
+                       "stress": s.stress, "spike": s.spike, "decision": d.kind, "rule": d.rule_id,
+                       "classes": d.classes, "text": s.step.text, "args": s.step.action.args})
+            )?;
+        }
+        out.flush()?;
+    }
     println!("  per domain:");
     for (d, r) in sweep::per_domain(&scored, &stopped) {
         let tag = if is_heldout(&d) { "held-out" } else { "tuning" };
