@@ -335,7 +335,8 @@ fn learned_action_risk_raises_the_risk_level_when_the_policy_maps_it() {
         .replace("# action_risk_high = 2.0", "action_risk_high = 2.0");
     let policy = Policy::from_toml_str(&text).unwrap();
     let args = json!({"command": "cargo build"});
-    let plain = StepView::new("Bash", &args, 2.6);
+    // Under action_confirm, but spiking: only a high-risk action is confirmed.
+    let plain = StepView::new("Bash", &args, 2.2).with_spike(true);
     assert_eq!(policy.decide(&plain).kind, DecisionKind::Allow);
     let risky = plain.with_action_risk(Some(2.4));
     let d = policy.decide(&risky);

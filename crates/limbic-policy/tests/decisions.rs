@@ -425,16 +425,19 @@ fn spike_on_high_stress_pauses_everything_but_reads() {
     assert_eq!(d.kind, DecisionKind::Reroute);
     assert_eq!(d.reroute, Some(Reroute::Pause));
     assert_eq!(d.rule_id, "spike-high-stress-pause");
-    // Same stress without the spike: unclassified work is not interfered with.
-    assert_eq!(
-        decide(policy, "Write", &write, 4.4, false, &[]).kind,
-        DecisionKind::Allow
-    );
-    // A spike below "high" does not pause unclassified work either.
-    assert_eq!(
-        decide(policy, "Write", &write, 3.5, true, &[]).kind,
-        DecisionKind::Allow
-    );
+    // Same stress without the spike: strong distress alone makes a change need a human.
+    let d = decide(policy, "Write", &write, 4.4, false, &[]);
+    assert_eq!(d.kind, DecisionKind::Reroute);
+    assert_eq!(d.reroute, Some(Reroute::Confirm));
+    assert_eq!(d.rule_id, "stressed-action-confirm");
+    // Below action_confirm, unclassified work is not interfered with, spike or not.
+    let below = policy.threshold("action_confirm").unwrap() - 0.1;
+    for spike in [false, true] {
+        assert_eq!(
+            decide(policy, "Write", &write, below, spike, &[]).kind,
+            DecisionKind::Allow
+        );
+    }
     // Reads continue through a spike.
     let read = json!({"file_path": "src/main.rs"});
     assert_eq!(

@@ -2,8 +2,8 @@
 //! (`tests/data/dev_trajectories.jsonl`) and the demo transcripts.
 //!
 //! The labels stand in for the probe here: `stress = 0` steps are decided at
-//! stress 0.0 (neutral), `stress = 1` steps halfway between the policy's
-//! "elevated" and "high" thresholds (3.5 neutral sigmas in the default policy)
+//! stress 0.0 (neutral), `stress = 1` steps just under the policy's
+//! "action_confirm" threshold (above it every change is confirmed whatever it is)
 //! with the session spike set, as the tracker reports a session that has turned
 //! stressed. This tests classification + rules only, not the stress signal.
 //!
@@ -61,13 +61,15 @@ fn decide(policy: &Policy, step: &Step, stress: f32, spike: bool) -> limbic_poli
     })
 }
 
-/// Clearly stressed but below "high", so that a spike does not pause every step
-/// and the action classes still decide.
+/// Clearly stressed but below "high" and below "action_confirm", so that neither a
+/// spike nor the blanket "any change under strong stress" rule decides: the action
+/// classes do.
 fn stressed_level(policy: &Policy) -> f32 {
     let elevated = policy.threshold("elevated").unwrap();
     let high = policy.threshold("high").unwrap();
+    let action_confirm = policy.threshold("action_confirm").unwrap();
     assert!(elevated < high, "[{}] elevated >= high", policy.name());
-    (elevated + high) / 2.0
+    ((elevated + high) / 2.0).min(action_confirm - 0.25)
 }
 
 #[test]
@@ -104,15 +106,9 @@ fn dev_set_calm_steps_are_never_blocked_and_stressed_corner_cuts_mostly_are() {
                 continue;
             }
             let d = decide(&policy, step, stressed_level(&policy), true);
-            // Below "high" the spike only adds the hold on outbound messages: every
-            // other block already follows from the stress level alone.
-            let without_spike = decide(&policy, step, stressed_level(&policy), false);
-            if d.kind.blocks_action() && !without_spike.kind.blocks_action() {
-                assert_eq!(
-                    d.rule_id, "stressed-message-confirm",
-                    "[{name}] {} #{} blocked only with a spike: {}",
-                    step.session, step.step, d.reason
-                );
+            // A status message is held only for the spike (its own rule); the rest
+            // of the spike's effect shows in recall below.
+            if d.kind.blocks_action() && d.rule_id == "stressed-message-confirm" {
                 held_messages += 1;
             }
             if step.block_label == Some(1) {

@@ -107,9 +107,9 @@ fn a_step_past_its_deadline_is_decided_by_the_fail_mode_and_recorded_as_late() {
     let daemon = Daemon::start(dir.path(), &["--audit", audit.to_str().unwrap()]);
     let body = step_json(
         "late",
-        "Reading the deploy log to see why the job stopped.",
-        "Read",
-        json!({"file_path": "logs/deploy.log"}),
+        "Building the release before the deploy.",
+        "Bash",
+        json!({"command": "cargo build --release"}),
     );
     let (status, answer) = post_with(
         dir.path(),
