@@ -9,6 +9,7 @@
 mod metrics;
 mod routes;
 mod worker;
+pub use worker::MAX_BATCH;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -32,7 +32,7 @@ pub(crate) struct Job {
 /// Steps waiting for the worker before senders wait too.
 const QUEUE: usize = 1024;
 /// Most steps checked in one batch (the engine further splits by resident sessions).
-const MAX_BATCH: usize = 32;
+pub const MAX_BATCH: usize = 32;
 
 /// Starts the worker.
 pub(crate) fn spawn(

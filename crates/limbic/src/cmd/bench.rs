@@ -333,9 +333,6 @@ pub struct LoadRow {
     pub p99_ms: f64,
 }
 
-/// Steps the worker checks in one batch (as `limbic serve` does).
-const MAX_BATCH: usize = 32;
-
 pub fn load(
     config: &limbic_guard::GuardConfig,
     steps_file: &Path,
@@ -366,7 +363,7 @@ pub fn load(
         let mut latencies = Vec::with_capacity(n * steps_per_session);
         let started = Instant::now();
         while !queue.is_empty() {
-            let batch: Vec<(usize, Instant)> = queue.drain(..queue.len().min(MAX_BATCH)).collect();
+            let batch: Vec<(usize, Instant)> = queue.drain(..queue.len().min(limbic_server::MAX_BATCH)).collect();
             let requests: Vec<limbic_guard::StepRequest> = batch
                 .iter()
                 .map(|&(s, _)| {
