@@ -22,6 +22,19 @@ pub const STEPS_PATH: &str = "/v1/steps";
 /// still judged, and stress reads as that of a neutral placeholder, not as a failure.
 pub const NO_WORDS: &str = "(no words)";
 
+/// Request header with the daemon's token: `Authorization: Bearer <token>` (as llama-server's
+/// `--api-key`, so OpenAI clients pass the token as their API key). Every route but
+/// [`HEALTH_PATH`] requires it; the token is in `$LIMBIC_HOME/token` (see `auth`).
+pub const AUTH_HEADER: &str = "authorization";
+/// The one route open without the token (it reveals no step and takes none).
+pub const HEALTH_PATH: &str = "/health";
+/// Request header with a random nonce (16..=128 of `[A-Za-z0-9_-]`); the daemon answers an
+/// authenticated request that carries one with [`PROOF_HEADER`].
+pub const NONCE_HEADER: &str = "x-limbic-nonce";
+/// Response header: hex `HMAC-SHA256(token, nonce ‖ response body)`, the daemon's proof that
+/// it knows the token (a process squatting on its port cannot forge it).
+pub const PROOF_HEADER: &str = "x-limbic-proof";
+
 /// Request header with the milliseconds the client will still wait for an answer.
 pub const DEADLINE_HEADER: &str = "x-limbic-deadline-ms";
 /// The deadline of a request that names none.
@@ -37,6 +50,56 @@ pub const MAX_ACTION_ARGS: usize = 64 * 1024;
 pub const MAX_NAME: usize = 256;
 /// Request bodies above this are refused before parsing.
 pub const MAX_BODY: usize = MAX_STEP_TEXT + MAX_ACTION_ARGS + 4096;
+
+/// Where a daemon listens or is reached: the syntaxes `limbic serve --addr`, `LIMBIC_ADDR`
+/// and `limbic hook --addr` all accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonAddr {
+    /// `host:port` (a missing port is [`DEFAULT_PORT`]), for connecting, binding and `Host`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl DaemonAddr {
+    /// Parses `host[:port]`, `http://host[:port][/...]` or `unix:/path` (also `unix:///path`).
+    /// The error is a sentence for the user.
+    pub fn parse(addr: &str) -> std::result::Result<DaemonAddr, String> {
+        let addr = addr.trim();
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path, e.g. unix:/run/limbic.sock".into());
+            }
+            return Ok(DaemonAddr::Unix(std::path::PathBuf::from(path)));
+        }
+        if addr.starts_with("https://") {
+            return Err(
+                "https is not supported: limbic serve speaks plain HTTP on loopback; \
+                 use http://host:port"
+                    .into(),
+            );
+        }
+        let rest = addr.strip_prefix("http://").unwrap_or(addr);
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(
+                "the address is empty; expected host:port, http://host:port or unix:/path".into(),
+            );
+        }
+        if authority.contains('@') || authority.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("`{authority}` is not a host:port"));
+        }
+        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
+        Ok(DaemonAddr::Tcp(if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{DEFAULT_PORT}")
+        }))
+    }
+}
 
 /// Every decision kind, for front ends that list or count them (`/metrics`). The match in
 /// `all_kinds_listed` stops compiling when the policy crate gains a kind, so a new kind
