@@ -273,4 +273,55 @@ mod tests {
                           "rule":"r","reason":"x"});
         assert!(serde_json::from_value::<StepAnswer>(wire).is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn seed() -> String {
+            json!({"session": "s", "step": 3, "text": "Forcing it.",
+                   "action": {"tool": "Bash", "args": {"command": "git push -f"}}})
+            .to_string()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Outside input (a `POST /v1/steps` body, a `check` line) never panics the
+            /// parser or the validation.
+            #[test]
+            fn any_bytes_as_a_step_never_panic(raw in prop::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(step) = serde_json::from_slice::<StepRequest>(&raw) {
+                    let _ = step.validate();
+                    let _ = step.action.text();
+                }
+                let _ = serde_json::from_slice::<StepAnswer>(&raw);
+            }
+
+            #[test]
+            fn mutated_steps_never_panic(
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut raw = seed().into_bytes();
+                for (at, value) in edits {
+                    let i = at.index(raw.len());
+                    raw[i] = value;
+                }
+                raw.truncate(cut.index(raw.len() + 1));
+                if let Ok(step) = serde_json::from_slice::<StepRequest>(&raw) {
+                    let _ = step.validate();
+                }
+            }
+
+            #[test]
+            fn any_address_and_auth_input_never_panic(text in ".{0,80}", body in prop::collection::vec(any::<u8>(), 0..64)) {
+                let _ = DaemonAddr::parse(&text);
+                let token = "k".repeat(40);
+                let _ = crate::auth::bearer_matches(Some(&text), &token);
+                let _ = crate::auth::nonce_is_valid(&text);
+                let _ = crate::auth::proof_matches(&token, &text, &body, &text);
+            }
+        }
+    }
 }

@@ -36,6 +36,8 @@ mod answer;
 mod client;
 mod event;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod test_support;
 mod transcript;
 mod verdict;
