@@ -35,6 +35,15 @@ pub const NONCE_HEADER: &str = "x-limbic-nonce";
 /// it knows the token (a process squatting on its port cannot forge it).
 pub const PROOF_HEADER: &str = "x-limbic-proof";
 
+/// Request header: the client's clock (Unix milliseconds) for a signed request.
+pub const TIME_HEADER: &str = "x-limbic-time";
+/// Request header: hex `HMAC-SHA256(token, "limbic-request/v1\n" ‖ time ‖ "\n" ‖ nonce ‖ "\n"
+/// ‖ method ‖ " " ‖ path ‖ "\n" ‖ body)` — the token proven without sending it (the hook
+/// authenticates this way, so a squatter on the port never learns the token). Accepted
+/// instead of `Authorization` when [`TIME_HEADER`] is within a minute of the daemon's
+/// clock and the [`NONCE_HEADER`] was not seen before.
+pub const SIGNATURE_HEADER: &str = "x-limbic-signature";
+
 /// Request header with the milliseconds the client will still wait for an answer.
 pub const DEADLINE_HEADER: &str = "x-limbic-deadline-ms";
 /// The deadline of a request that names none.

@@ -9,7 +9,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use limbic_guard::api::{HEALTH_PATH, MAX_BODY, NONCE_HEADER, PROOF_HEADER};
+use limbic_guard::api::{
+    HEALTH_PATH, MAX_BODY, NONCE_HEADER, PROOF_HEADER, SIGNATURE_HEADER, TIME_HEADER,
+};
 use limbic_guard::auth;
 
 use crate::routes::error;
@@ -17,6 +19,73 @@ use crate::AppState;
 
 /// Largest answer signed (a decision or the metrics page is far smaller).
 const MAX_SIGNED_BODY: usize = 4 * 1024 * 1024;
+/// Most nonces of signed requests remembered (a minute of traffic at any sane rate).
+const MAX_SEEN_NONCES: usize = 200_000;
+
+/// Nonces of signed requests seen within the time window: a captured signed request
+/// cannot be replayed.
+#[derive(Default)]
+pub(crate) struct SeenNonces(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl SeenNonces {
+    /// Records `nonce`; false when it was seen already (or the table is full).
+    fn first_use(&self, nonce: &str, now_ms: u64) -> bool {
+        let Ok(mut seen) = self.0.lock() else {
+            return false;
+        };
+        if seen.len() >= MAX_SEEN_NONCES {
+            // Entries older than twice the window can no longer pass the time check.
+            let horizon = now_ms.saturating_sub(2 * auth::REQUEST_WINDOW_MS);
+            seen.retain(|_, t| *t >= horizon);
+            if seen.len() >= MAX_SEEN_NONCES {
+                return false;
+            }
+        }
+        seen.insert(nonce.to_string(), now_ms).is_none()
+    }
+}
+
+fn unauthorized(state: &AppState, why: &str) -> Response {
+    state.metrics.access_refused.fetch_add(1, Ordering::Relaxed);
+    let mut response = error(StatusCode::UNAUTHORIZED, why);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Checks a signed request (the hook's way: the token is proven, never sent); `Err` says
+/// why it is refused.
+fn check_signature(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    nonce: Option<&str>,
+    body: &[u8],
+) -> Result<(), String> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(nonce)) = (header(SIGNATURE_HEADER), nonce) else {
+        return Err("a signed request needs a nonce".into());
+    };
+    let Some(time_ms) = header(TIME_HEADER).and_then(|t| t.trim().parse::<u64>().ok()) else {
+        return Err(format!(
+            "a signed request needs {TIME_HEADER} (Unix milliseconds)"
+        ));
+    };
+    let now = auth::now_unix_ms();
+    if now.abs_diff(time_ms) > auth::REQUEST_WINDOW_MS {
+        return Err("the signed request's time is too far from the daemon's clock".into());
+    }
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    if !auth::request_signature_matches(&state.token, time_ms, nonce, method, path, body, signature)
+    {
+        return Err("wrong request signature (the client's token is not the daemon's)".into());
+    }
+    if !state.seen_nonces.first_use(nonce, now) {
+        return Err("this signed request was already used".into());
+    }
+    Ok(())
+}
 
 /// The host part of a `Host` header or `host:port` authority (`[v6]` keeps its brackets).
 pub(crate) fn host_of(authority: &str) -> &str {
@@ -66,17 +135,13 @@ pub(crate) async fn check_access(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !auth::bearer_matches(authorization, &state.token) {
-        state.metrics.access_refused.fetch_add(1, Ordering::Relaxed);
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
+    let bearer = auth::bearer_matches(authorization, &state.token);
+    if !bearer && !request.headers().contains_key(SIGNATURE_HEADER) {
+        return unauthorized(
+            &state,
             "missing or wrong token: send `Authorization: Bearer <token>` with the token \
              from the daemon's token file ($LIMBIC_HOME/token)",
         );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
     }
     let nonce = match request.headers().get(NONCE_HEADER).map(|v| v.to_str()) {
         None => None,
@@ -114,6 +179,11 @@ pub(crate) async fn check_access(
             );
         }
     };
+    if !bearer {
+        if let Err(why) = check_signature(&state, &parts, nonce.as_deref(), &bytes) {
+            return unauthorized(&state, &why);
+        }
+    }
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;

@@ -90,6 +90,7 @@ pub(crate) struct AppState {
     /// Lowercase host names a `Host` header may carry (port stripped).
     pub(crate) hosts: BTreeSet<String>,
     pub(crate) body_timeout: Duration,
+    pub(crate) seen_nonces: access::SeenNonces,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -214,6 +215,7 @@ async fn run_listeners(
         token: parts.token,
         hosts,
         body_timeout: config.header_timeout * 2,
+        seen_nonces: access::SeenNonces::default(),
     });
     let app = Router::new()
         .route(STEPS_PATH, post(routes::post_step))

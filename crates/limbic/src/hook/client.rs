@@ -89,19 +89,30 @@ pub(super) fn connect_tcp(authority: &str, deadline: Instant) -> io::Result<TcpS
     }))
 }
 
+/// The request. The token itself is never sent: the request is signed with it (time, nonce,
+/// method, path, body), so a program squatting on the port learns nothing it could reuse.
 pub(super) fn request_bytes(host: &str, body: &str, ask: &Ask<'_>, nonce: &str) -> Vec<u8> {
     // The daemon decides by fail mode rather than answer after the hook has given up.
     let budget_ms = ask
         .deadline
         .saturating_duration_since(Instant::now())
         .as_millis();
+    let time_ms = limbic_guard::auth::now_unix_ms();
+    let signature = limbic_guard::auth::request_signature(
+        ask.token,
+        time_ms,
+        nonce,
+        "POST",
+        STEPS_PATH,
+        body.as_bytes(),
+    );
     let mut request = format!(
         "POST {STEPS_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: limbic-hook/{}\r\n\
-         Authorization: Bearer {}\r\n{NONCE_HEADER}: {nonce}\r\n{DEADLINE_HEADER}: {budget_ms}\r\n\
+         {TIME_HEADER}: {time_ms}\r\n{NONCE_HEADER}: {nonce}\r\n{SIGNATURE_HEADER}: {signature}\r\n\
+         {DEADLINE_HEADER}: {budget_ms}\r\n\
          Content-Type: application/json\r\nAccept: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
-        ask.token,
         body.len()
     )
     .into_bytes();

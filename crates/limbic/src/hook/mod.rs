@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use limbic_guard::api::{
     Action, StepAnswer, StepRequest, DEADLINE_HEADER, DEFAULT_ADDR, NONCE_HEADER, PROOF_HEADER,
-    STEPS_PATH,
+    SIGNATURE_HEADER, STEPS_PATH, TIME_HEADER,
 };
 use limbic_policy::{DecisionKind, Reroute};
 use serde_json::{json, Map, Value};
@@ -509,10 +509,20 @@ mod tests {
         let (head, body) = server.join().unwrap();
         assert!(head.starts_with("POST /v1/steps HTTP/1.1\r\n"), "{head}");
         assert!(head.to_ascii_lowercase().contains("connection: close"));
-        assert!(
-            head.contains(&format!("Authorization: Bearer {TOKEN}\r\n")),
-            "{head}"
-        );
+        // The token is proven, never sent (the daemon's e2e tests check the signature).
+        assert!(!head.contains(TOKEN), "{head}");
+        let field = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix(&format!("{name}:"))
+                        .map(|v| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name} in {head}"))
+        };
+        let time: u64 = field(TIME_HEADER).parse().unwrap();
+        assert!(limbic_guard::auth::now_unix_ms().abs_diff(time) < 60_000);
+        assert_eq!(field(SIGNATURE_HEADER).len(), 64);
         assert!(head.contains(&format!("{DEADLINE_HEADER}: ")), "{head}");
         assert_eq!(
             body,

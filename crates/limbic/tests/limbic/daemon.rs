@@ -236,6 +236,43 @@ fn only_token_holders_are_served_and_answers_are_signed() {
         &proof
     ));
 
+    // The hook's way: the token proven by a signature over time, nonce and body, never
+    // sent. A signed request is accepted once; a replay, a stale time or another token is not.
+    let signed = |time: u64, nonce: &str, token: &str| {
+        let sig = limbic_guard::auth::request_signature(
+            token,
+            time,
+            nonce,
+            "POST",
+            "/v1/steps",
+            step.as_bytes(),
+        );
+        http_raw(
+            &daemon.addr,
+            "POST",
+            "/v1/steps",
+            Some(step.as_bytes()),
+            &[
+                ("X-Limbic-Time", &time.to_string()),
+                ("X-Limbic-Nonce", nonce),
+                ("X-Limbic-Signature", &sig),
+            ],
+        )
+    };
+    let now = limbic_guard::auth::now_unix_ms();
+    let nonce = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, body) = signed(now, &nonce, &daemon.token);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = signed(now, &nonce, &daemon.token);
+    assert_eq!(status, 401, "replayed: {body}");
+    assert!(body.contains("already used"), "{body}");
+    let stale = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, _) = signed(now - 10 * 60_000, &stale, &daemon.token);
+    assert_eq!(status, 401, "stale");
+    let other = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, _) = signed(now, &other, &"f".repeat(64));
+    assert_eq!(status, 401, "another token");
+
     // SIGTERM: a clean exit, and the WAL is checkpointed into audit.db.
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}");
@@ -255,7 +292,7 @@ fn only_token_holders_are_served_and_answers_are_signed() {
         .args(["audit", "show", "--audit"])
         .arg(copy.join("auth.db")));
     assert!(
-        stdout(&show).contains("s step   1") && stdout(&show).contains("Read"),
+        stdout(&show).contains("s step   1") && stdout(&show).contains("s step   2"),
         "{}",
         stdout(&show)
     );
