@@ -92,6 +92,17 @@ pub struct HookOptions {
 pub fn run(args: HookArgs) -> std::process::ExitCode {
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let deadline = Instant::now() + timeout;
+    // Whoever answers first (the hook or the watchdog) answers alone. The watchdog starts
+    // before anything that reads a file (a policy path may name a FIFO); it honours only
+    // the command line's fail-open, since the policy's may never be read.
+    let answered = Arc::new(Mutex::new(false));
+    spawn_watchdog(
+        args.agent,
+        args.fail_open,
+        timeout,
+        deadline,
+        answered.clone(),
+    );
     let policy_fail_open = match &args.policy {
         None => Ok(false),
         Some(path) => limbic_policy::Policy::load(path)
@@ -99,9 +110,6 @@ pub fn run(args: HookArgs) -> std::process::ExitCode {
             .map_err(|e| format!("limbic could not load the policy {}: {e}", path.display())),
     };
     let fail_open = args.fail_open || matches!(policy_fail_open, Ok(true));
-    // Whoever answers first (the hook or the watchdog) answers alone.
-    let answered = Arc::new(Mutex::new(false));
-    spawn_watchdog(args.agent, fail_open, timeout, deadline, answered.clone());
 
     let answer = match policy_fail_open {
         Ok(_) => {

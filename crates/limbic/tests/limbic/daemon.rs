@@ -333,6 +333,8 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
             bad_model.to_str().unwrap(),
             "--audit",
             dir.path().join("s.db").to_str().unwrap(),
+            "--socket",
+            dir.path().join("limbic.sock").to_str().unwrap(),
             "--max-connections",
             "2",
             "--header-timeout-ms",
@@ -350,6 +352,20 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
             .contains("probes unavailable"),
         "{health}"
     );
+
+    // The Unix socket speaks the same API under the same rules.
+    let over_unix = |request: &str| {
+        let mut s =
+            std::os::unix::net::UnixStream::connect(dir.path().join("limbic.sock")).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let answer = over_unix("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = over_unix("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 
     // Two clients that never finish their headers fill the cap; a third is closed at once.
     let slow: Vec<std::net::TcpStream> = (0..2)

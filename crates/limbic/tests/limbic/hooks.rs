@@ -312,4 +312,27 @@ fn squatter_and_trickling_daemon_make_the_hook_deny_in_time() {
     );
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
     drop(server);
+
+    // A FIFO named as the policy file cannot hold the hook past its deadline either.
+    let fifo = dir.path().join("policy.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let (code, _, err) = hook_with(
+        dir.path(),
+        "claude-code",
+        "127.0.0.1:1",
+        &event,
+        &["--timeout-ms", "1000", "--policy", fifo.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("deadline"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
