@@ -216,6 +216,28 @@ pub fn http_raw(
     (status, head, body)
 }
 
+/// Like `http` (with the token) but `None` when the daemon is gone or the answer is cut.
+pub fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        token_for(addr),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
+}
+
 pub fn step_json(session: &str, text: &str, tool: &str, args: serde_json::Value) -> String {
     serde_json::json!({"session": session, "text": text, "action": {"tool": tool, "args": args}})
         .to_string()

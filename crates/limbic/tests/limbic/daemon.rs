@@ -411,3 +411,114 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
         "{metrics}"
     );
 }
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_decision_and_trackers_resume() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempdir();
+    let audit = dir.path().join("chaos.db");
+    let audit_arg = audit.to_str().unwrap().to_string();
+    let sessions: Vec<String> = (0..4).map(|i| format!("chaos-{i}")).collect();
+    let acknowledged: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    // A cheap varying kill point (no RNG dependency): the clock's nanoseconds.
+    let jitter = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::from(d.subsec_nanos()) % 2000)
+            .unwrap_or(700)
+    };
+    for round in 0..2 {
+        let daemon = Daemon::start(dir.path(), &["--audit", &audit_arg]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = sessions
+            .iter()
+            .map(|session| {
+                let (addr, session) = (daemon.addr.clone(), session.clone());
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let body = step_json(
+                            &session,
+                            &format!("Round {round}, step {i}: checking the build output again."),
+                            "Read",
+                            json!({"file_path": format!("build/{i}.log")}),
+                        );
+                        match try_http(&addr, "POST", "/v1/steps", body.as_bytes()) {
+                            Some((200, answer)) => {
+                                let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+                                let step = v["step"].as_u64().unwrap();
+                                acknowledged.lock().unwrap().push((session.clone(), step));
+                            }
+                            Some((status, answer)) => panic!("{status}: {answer}"),
+                            None => break, // killed mid-request: not acknowledged
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Long enough for several answers on a loaded machine (a first step takes ~1.5 s).
+        std::thread::sleep(std::time::Duration::from_millis(4000 + jitter()));
+        drop(daemon); // SIGKILL
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().expect("client");
+        }
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(!acknowledged.is_empty(), "the load ran");
+
+    let verify = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let mut logged: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for session in &sessions {
+        let show = run(limbic(dir.path())
+            .args([
+                "audit",
+                "show",
+                "--json",
+                "--limit",
+                "100000",
+                "--session",
+                session,
+            ])
+            .arg("--audit")
+            .arg(&audit));
+        let steps: Vec<u64> = json_lines(&stdout(&show))
+            .iter()
+            .map(|r| r["step_index"].as_u64().unwrap())
+            .collect();
+        assert!(
+            steps.windows(2).all(|w| w[0] < w[1]),
+            "{session}: steps increase without duplicates across the kill: {steps:?}"
+        );
+        logged.insert(session.clone(), steps);
+    }
+    for (session, step) in &acknowledged {
+        assert!(
+            logged[session].contains(step),
+            "acknowledged {session} step {step} is missing from the log"
+        );
+    }
+    // After a restart each session continues after its last logged step.
+    let daemon = Daemon::start(dir.path(), &["--audit", &audit_arg]);
+    for session in &sessions {
+        let body = step_json(
+            session,
+            "Reading one more log.",
+            "Read",
+            json!({"file_path": "x"}),
+        );
+        let (status, answer) = http(&daemon.addr, "POST", "/v1/steps", Some(body.as_bytes()));
+        assert_eq!(status, 200, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let last = logged[session].last().copied().unwrap_or(0);
+        assert_eq!(v["step"].as_u64(), Some(last + 1), "{session}");
+    }
+}
