@@ -22,6 +22,28 @@ pub const STEPS_PATH: &str = "/v1/steps";
 /// still judged, and stress reads as that of a neutral placeholder, not as a failure.
 pub const NO_WORDS: &str = "(no words)";
 
+/// Request header with the daemon's token: `Authorization: Bearer <token>` (as llama-server's
+/// `--api-key`, so OpenAI clients pass the token as their API key). Every route but
+/// [`HEALTH_PATH`] requires it; the token is in `$LIMBIC_HOME/token` (see `auth`).
+pub const AUTH_HEADER: &str = "authorization";
+/// The one route open without the token (it reveals no step and takes none).
+pub const HEALTH_PATH: &str = "/health";
+/// Request header with a random nonce (16..=128 of `[A-Za-z0-9_-]`); the daemon answers an
+/// authenticated request that carries one with [`PROOF_HEADER`].
+pub const NONCE_HEADER: &str = "x-limbic-nonce";
+/// Response header: hex `HMAC-SHA256(token, nonce ‖ response body)`, the daemon's proof that
+/// it knows the token (a process squatting on its port cannot forge it).
+pub const PROOF_HEADER: &str = "x-limbic-proof";
+
+/// Request header: the client's clock (Unix milliseconds) for a signed request.
+pub const TIME_HEADER: &str = "x-limbic-time";
+/// Request header: hex `HMAC-SHA256(token, "limbic-request/v1\n" ‖ time ‖ "\n" ‖ nonce ‖ "\n"
+/// ‖ method ‖ " " ‖ path ‖ "\n" ‖ body)` — the token proven without sending it (the hook
+/// authenticates this way, so a squatter on the port never learns the token). Accepted
+/// instead of `Authorization` when [`TIME_HEADER`] is within a minute of the daemon's
+/// clock and the [`NONCE_HEADER`] was not seen before.
+pub const SIGNATURE_HEADER: &str = "x-limbic-signature";
+
 /// Request header with the milliseconds the client will still wait for an answer.
 pub const DEADLINE_HEADER: &str = "x-limbic-deadline-ms";
 /// The deadline of a request that names none.
@@ -37,6 +59,56 @@ pub const MAX_ACTION_ARGS: usize = 64 * 1024;
 pub const MAX_NAME: usize = 256;
 /// Request bodies above this are refused before parsing.
 pub const MAX_BODY: usize = MAX_STEP_TEXT + MAX_ACTION_ARGS + 4096;
+
+/// Where a daemon listens or is reached: the syntaxes `limbic serve --addr`, `LIMBIC_ADDR`
+/// and `limbic hook --addr` all accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonAddr {
+    /// `host:port` (a missing port is [`DEFAULT_PORT`]), for connecting, binding and `Host`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl DaemonAddr {
+    /// Parses `host[:port]`, `http://host[:port][/...]` or `unix:/path` (also `unix:///path`).
+    /// The error is a sentence for the user.
+    pub fn parse(addr: &str) -> std::result::Result<DaemonAddr, String> {
+        let addr = addr.trim();
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path, e.g. unix:/run/limbic.sock".into());
+            }
+            return Ok(DaemonAddr::Unix(std::path::PathBuf::from(path)));
+        }
+        if addr.starts_with("https://") {
+            return Err(
+                "https is not supported: limbic serve speaks plain HTTP on loopback; \
+                 use http://host:port"
+                    .into(),
+            );
+        }
+        let rest = addr.strip_prefix("http://").unwrap_or(addr);
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(
+                "the address is empty; expected host:port, http://host:port or unix:/path".into(),
+            );
+        }
+        if authority.contains('@') || authority.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("`{authority}` is not a host:port"));
+        }
+        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
+        Ok(DaemonAddr::Tcp(if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{DEFAULT_PORT}")
+        }))
+    }
+}
 
 /// Every decision kind, for front ends that list or count them (`/metrics`). The match in
 /// `all_kinds_listed` stops compiling when the policy crate gains a kind, so a new kind
@@ -209,5 +281,56 @@ mod tests {
         let wire = json!({"session":"s","step":1,"decision":"maybe","stress":0.0,"spike":false,
                           "rule":"r","reason":"x"});
         assert!(serde_json::from_value::<StepAnswer>(wire).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn seed() -> String {
+            json!({"session": "s", "step": 3, "text": "Forcing it.",
+                   "action": {"tool": "Bash", "args": {"command": "git push -f"}}})
+            .to_string()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Outside input (a `POST /v1/steps` body, a `check` line) never panics the
+            /// parser or the validation.
+            #[test]
+            fn any_bytes_as_a_step_never_panic(raw in prop::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(step) = serde_json::from_slice::<StepRequest>(&raw) {
+                    let _ = step.validate();
+                    let _ = step.action.text();
+                }
+                let _ = serde_json::from_slice::<StepAnswer>(&raw);
+            }
+
+            #[test]
+            fn mutated_steps_never_panic(
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut raw = seed().into_bytes();
+                for (at, value) in edits {
+                    let i = at.index(raw.len());
+                    raw[i] = value;
+                }
+                raw.truncate(cut.index(raw.len() + 1));
+                if let Ok(step) = serde_json::from_slice::<StepRequest>(&raw) {
+                    let _ = step.validate();
+                }
+            }
+
+            #[test]
+            fn any_address_and_auth_input_never_panic(text in ".{0,80}", body in prop::collection::vec(any::<u8>(), 0..64)) {
+                let _ = DaemonAddr::parse(&text);
+                let token = "k".repeat(40);
+                let _ = crate::auth::bearer_matches(Some(&text), &token);
+                let _ = crate::auth::nonce_is_valid(&text);
+                let _ = crate::auth::proof_matches(&token, &text, &body, &text);
+            }
+        }
     }
 }

@@ -122,6 +122,15 @@ impl Guard {
         self.policy.current()
     }
 
+    /// Copies the audit WAL into the database file (`None` without an audit log), so a copy
+    /// of the file alone holds every committed row.
+    pub fn checkpoint(&self) -> Result<Option<limbic_audit::CheckpointReport>> {
+        match &self.audit {
+            Some(log) => Ok(Some(log.checkpoint()?)),
+            None => Ok(None),
+        }
+    }
+
     /// The hot-reload handle, when the policy file is watched.
     pub fn policy_handle(&self) -> Option<PolicyHandle> {
         self.policy.handle()

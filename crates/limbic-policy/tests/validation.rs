@@ -463,3 +463,42 @@ fn firmware_configs_are_byte_equal_to_the_packaged_policies() {
         );
     }
 }
+
+mod fuzz {
+    //! A policy file is outside input: any edit of a shipped policy loads or fails with an
+    //! error, never a panic.
+    use limbic_policy::{Policy, BUILTIN_POLICIES};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_policies_never_panic(
+            which in any::<prop::sample::Index>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+        ) {
+            let (_, source) = BUILTIN_POLICIES[which.index(BUILTIN_POLICIES.len())];
+            let mut bytes = source.as_bytes().to_vec();
+            for (at, value, op) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match op {
+                    0 => bytes[i] = value,
+                    1 => bytes.insert(i, value),
+                    2 => { bytes.remove(i); }
+                    _ => bytes.truncate(i),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Policy::parse(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn any_text_as_a_policy_never_panics(text in "(\\[|\\]|=|\"|'|\\n|[a-z_]{1,8}|[0-9.]{1,4}| ){0,60}") {
+            let _ = Policy::parse(&text, "fuzz.toml");
+        }
+    }
+}

@@ -21,6 +21,10 @@ pub(crate) struct Metrics {
     pub(crate) steps: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) bad_requests: AtomicU64,
+    /// Requests refused for a wrong `Host` or a missing/wrong token.
+    pub(crate) access_refused: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    pub(crate) connections_refused: AtomicU64,
     pub(crate) decisions: Mutex<std::collections::BTreeMap<DecisionKind, u64>>,
     pub(crate) latency_buckets: [AtomicU64; 12],
     pub(crate) latency_sum_us: AtomicU64,
@@ -91,6 +95,20 @@ pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Respo
         "counter",
         "Requests refused as malformed or too large.",
         m.bad_requests.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "limbic_access_refused_total",
+        "counter",
+        "Requests refused for a wrong Host header or a missing or wrong token.",
+        m.access_refused.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "limbic_connections_refused_total",
+        "counter",
+        "Connections closed at once because the connection cap was reached.",
+        m.connections_refused.load(Ordering::Relaxed),
     );
     let _ = writeln!(out, "# HELP limbic_decisions_total Decisions by kind.");
     let _ = writeln!(out, "# TYPE limbic_decisions_total counter");

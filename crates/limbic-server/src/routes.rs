@@ -14,7 +14,7 @@ use limbic_guard::StepRequest;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::worker::Job;
+use crate::worker::{Job, Work};
 use crate::AppState;
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -59,7 +59,7 @@ pub(crate) async fn post_step(
         enqueued: now,
         reply: reply_tx,
     };
-    if state.jobs.send(job).await.is_err() {
+    if state.jobs.send(Work::Step(job)).await.is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the guard worker has stopped",
@@ -91,13 +91,29 @@ pub(crate) async fn health_handler(State(state): State<Arc<AppState>>) -> Respon
         "depth": state.metrics.queue_depth.load(Ordering::Relaxed),
         "last_wait_ms": state.metrics.last_queue_wait_us.load(Ordering::Relaxed) as f64 / 1e3,
     });
+    let mut problems = Vec::new();
+    if let Some(reason) = state.health["probes_error"].as_str() {
+        problems.push(format!(
+            "probes unavailable (deciding by fail mode): {reason}"
+        ));
+    }
     if let Some(handle) = &state.policy {
+        if let Some(e) = handle.last_error() {
+            problems.push(format!(
+                "the policy file failed to load (the last good policy is in force): {e}"
+            ));
+        }
         let policy = handle.current();
         health["policy"] = json!({
             "origin": policy.origin(), "hash": policy.hash(),
             "reloads": handle.reload_count(),
             "last_error": handle.last_error().map(|e| e.to_string()),
         });
+    }
+    // Still 200: the daemon answers (by fail mode if need be); `status` tells a monitor.
+    if !problems.is_empty() {
+        health["status"] = json!("degraded");
+        health["problems"] = json!(problems);
     }
     Json(health).into_response()
 }

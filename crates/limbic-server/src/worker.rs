@@ -29,6 +29,13 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<StepAnswer, JobError>>,
 }
 
+/// What the worker is asked to do.
+pub(crate) enum Work {
+    Step(Job),
+    /// Copy the audit WAL into the database file (periodic; also done when the worker stops).
+    Checkpoint,
+}
+
 /// Steps waiting for the worker before senders wait too.
 const QUEUE: usize = 1024;
 /// Most steps checked in one batch (the engine further splits by resident sessions).
@@ -39,18 +46,32 @@ pub(crate) fn spawn(
     mut guard: Guard,
     perf: Arc<Mutex<limbic_engine::PerfStats>>,
     metrics: Arc<Metrics>,
-) -> Result<(mpsc::Sender<Job>, JoinHandle<()>)> {
-    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+) -> Result<(mpsc::Sender<Work>, JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::channel::<Work>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("limbic-guard".into())
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
-                let mut jobs = vec![first];
-                while jobs.len() < MAX_BATCH {
+                let mut jobs = Vec::new();
+                let mut checkpoint = false;
+                match first {
+                    Work::Step(job) => jobs.push(job),
+                    Work::Checkpoint => checkpoint = true,
+                }
+                while !jobs.is_empty() && jobs.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
+                        Ok(Work::Step(job)) => jobs.push(job),
+                        Ok(Work::Checkpoint) => checkpoint = true,
                         Err(_) => break,
                     }
+                }
+                if checkpoint {
+                    if let Err(e) = guard.checkpoint() {
+                        tracing::warn!("audit checkpoint failed: {e:#}");
+                    }
+                }
+                if jobs.is_empty() {
+                    continue;
                 }
                 let picked = Instant::now();
                 for job in &jobs {
@@ -82,6 +103,14 @@ pub(crate) fn spawn(
                     // (as late when its deadline had passed).
                     let _ = job.reply.send(result);
                 }
+            }
+            // Every sender is gone (shutdown): leave `audit.db` holding every row.
+            match guard.checkpoint() {
+                Ok(Some(report)) if report.busy => {
+                    eprintln!("limbic serve: audit checkpoint incomplete (the log is busy); rows stay in the WAL")
+                }
+                Ok(_) => eprintln!("limbic serve: audit log checkpointed"),
+                Err(e) => eprintln!("limbic serve: audit checkpoint failed: {e:#}"),
             }
         })
         .context("starting the guard thread")?;

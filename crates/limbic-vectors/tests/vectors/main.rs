@@ -4,6 +4,7 @@
 
 mod cvec;
 mod eval;
+mod fuzz;
 mod pack;
 mod python_interop;
 mod select;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -12,25 +13,39 @@ use crate::args::GuardArgs;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// TCP address to listen on (loopback by default).
+    /// Where to listen: host[:port], http://host[:port] or unix:/path (loopback by default).
     #[arg(long, env = "LIMBIC_ADDR", default_value = DEFAULT_ADDR)]
     addr: String,
-    /// Also listen on this Unix socket.
+    /// Also listen on this Unix socket (a file there that is not a stale socket is refused).
     #[arg(long)]
     socket: Option<PathBuf>,
     /// Reload the policy file when it changes (a broken edit keeps the last good policy).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     watch_policy: bool,
+    /// The token clients must send (`Authorization: Bearer`); created at first start.
+    /// Default: $LIMBIC_HOME/token.
+    #[arg(long, env = "LIMBIC_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Open connections above this are closed at once.
+    #[arg(long, default_value_t = limbic_server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Milliseconds a client has to send its request headers (twice that for the body).
+    #[arg(long, default_value_t = limbic_server::DEFAULT_HEADER_TIMEOUT.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// Seconds between checkpoints of the audit log's WAL into the database file.
+    #[arg(long, default_value_t = limbic_server::DEFAULT_CHECKPOINT_EVERY.as_secs())]
+    checkpoint_secs: u64,
     #[command(flatten)]
     guard: GuardArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    limbic_server::serve(ServerConfig {
-        addr: args.addr,
-        socket: args.socket,
-        watch_policy: args.watch_policy,
-        guard: args.guard.config(),
-    })?;
+    let mut config = ServerConfig::new(args.addr, args.socket, args.guard.config());
+    config.watch_policy = args.watch_policy;
+    config.token_file = args.token_file;
+    config.max_connections = args.max_connections;
+    config.header_timeout = Duration::from_millis(args.header_timeout_ms.max(1));
+    config.checkpoint_every = Duration::from_secs(args.checkpoint_secs.max(1));
+    limbic_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }

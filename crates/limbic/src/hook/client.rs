@@ -5,46 +5,14 @@ use super::*;
 // Talking to the daemon
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Endpoint {
-    /// `host:port` for both connecting and the `Host` header.
-    Tcp(String),
-    Unix(PathBuf),
-}
+/// Where the daemon is: the address syntax `limbic serve` accepts too.
+pub(super) use limbic_guard::api::DaemonAddr as Endpoint;
 
-impl Endpoint {
-    pub(super) fn parse(addr: &str) -> Result<Endpoint, String> {
-        let addr = addr.trim();
-        if let Some(path) = addr.strip_prefix("unix:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err("`unix:` needs a socket path, e.g. unix:/run/limbic.sock".into());
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if addr.starts_with("https://") {
-            return Err(
-                "https is not supported: limbic serve speaks plain HTTP on loopback; \
-                 use http://host:port"
-                    .into(),
-            );
-        }
-        let rest = addr.strip_prefix("http://").unwrap_or(addr);
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() {
-            return Err(
-                "the address is empty; expected host:port, http://host:port or unix:/path".into(),
-            );
-        }
-        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-        });
-        Ok(Endpoint::Tcp(if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:{DEFAULT_PORT}")
-        }))
-    }
+/// What the hook needs to ask the daemon: its token and when the answer must be in.
+pub(super) struct Ask<'a> {
+    pub(super) token: &'a str,
+    /// The network exchange (connect, send, read) must end by then.
+    pub(super) deadline: Instant,
 }
 
 /// Posts the step; `Err` is a sentence for the user naming the address and problem.
@@ -52,46 +20,63 @@ pub(super) fn ask_daemon(
     endpoint: &Endpoint,
     addr: &str,
     step: &StepRequest,
+    ask: &Ask<'_>,
 ) -> Result<StepAnswer, String> {
     let body =
         serde_json::to_string(step).map_err(|e| format!("could not encode the step: {e}"))?;
+    let nonce = limbic_guard::auth::new_nonce().map_err(|e| format!("{e:#}"))?;
     let unreachable = |e: io::Error| format!("limbic daemon unreachable at {addr}: {e}");
     let response = match endpoint {
         Endpoint::Tcp(authority) => {
-            let stream = connect_tcp(authority).map_err(unreachable)?;
-            configure_timeouts(
-                |t| stream.set_read_timeout(t),
-                |t| stream.set_write_timeout(t),
-            )
-            .map_err(unreachable)?;
-            exchange(stream, &request_bytes(authority, &body))
+            let stream = connect_tcp(authority, ask.deadline).map_err(unreachable)?;
+            let request = request_bytes(authority, &body, ask, &nonce);
+            exchange(stream, &request, ask.deadline)
         }
         Endpoint::Unix(path) => {
             let stream = UnixStream::connect(path).map_err(unreachable)?;
-            configure_timeouts(
-                |t| stream.set_read_timeout(t),
-                |t| stream.set_write_timeout(t),
-            )
-            .map_err(unreachable)?;
-            exchange(stream, &request_bytes("localhost", &body))
+            let request = request_bytes("localhost", &body, ask, &nonce);
+            exchange(stream, &request, ask.deadline)
         }
     }
     .map_err(|e| format!("limbic daemon at {addr} gave no usable answer: {e}"))?;
-    interpret(response).map_err(|e| format!("limbic daemon at {addr} {e}"))
+    interpret(response, ask.token, &nonce).map_err(|e| format!("limbic daemon at {addr} {e}"))
 }
 
-pub(super) fn configure_timeouts(
-    set_read: impl FnOnce(Option<Duration>) -> io::Result<()>,
-    set_write: impl FnOnce(Option<Duration>) -> io::Result<()>,
-) -> io::Result<()> {
-    set_read(Some(READ_TIMEOUT))?;
-    set_write(Some(WRITE_TIMEOUT))
+/// A stream whose blocking calls can be bounded (TCP and Unix sockets).
+pub(super) trait Timed: Read + Write {
+    fn set_timeouts(&self, timeout: Duration) -> io::Result<()>;
 }
 
-pub(super) fn connect_tcp(authority: &str) -> io::Result<TcpStream> {
+impl Timed for TcpStream {
+    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+impl Timed for UnixStream {
+    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+/// Time left before `deadline`; `TimedOut` when none is.
+pub(super) fn time_left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the hook's deadline passed",
+        ));
+    }
+    Ok(left)
+}
+
+pub(super) fn connect_tcp(authority: &str, deadline: Instant) -> io::Result<TcpStream> {
     let mut last_error = None;
     for addr in authority.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, time_left(deadline)?) {
             Ok(stream) => return Ok(stream),
             Err(e) => last_error = Some(e),
         }
@@ -104,9 +89,27 @@ pub(super) fn connect_tcp(authority: &str) -> io::Result<TcpStream> {
     }))
 }
 
-pub(super) fn request_bytes(host: &str, body: &str) -> Vec<u8> {
+/// The request. The token itself is never sent: the request is signed with it (time, nonce,
+/// method, path, body), so a program squatting on the port learns nothing it could reuse.
+pub(super) fn request_bytes(host: &str, body: &str, ask: &Ask<'_>, nonce: &str) -> Vec<u8> {
+    // The daemon decides by fail mode rather than answer after the hook has given up.
+    let budget_ms = ask
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis();
+    let time_ms = limbic_guard::auth::now_unix_ms();
+    let signature = limbic_guard::auth::request_signature(
+        ask.token,
+        time_ms,
+        nonce,
+        "POST",
+        STEPS_PATH,
+        body.as_bytes(),
+    );
     let mut request = format!(
         "POST {STEPS_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: limbic-hook/{}\r\n\
+         {TIME_HEADER}: {time_ms}\r\n{NONCE_HEADER}: {nonce}\r\n{SIGNATURE_HEADER}: {signature}\r\n\
+         {DEADLINE_HEADER}: {budget_ms}\r\n\
          Content-Type: application/json\r\nAccept: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
@@ -121,21 +124,49 @@ pub(super) fn request_bytes(host: &str, body: &str) -> Vec<u8> {
 pub(super) struct HttpResponse {
     pub(super) status: u16,
     pub(super) body: Vec<u8>,
+    /// The daemon's proof that it knows the token (`PROOF_HEADER`).
+    pub(super) proof: Option<String>,
 }
 
 /// Sends `request` and reads one response, stopping as soon as it is complete (a
 /// server that keeps the connection open despite `Connection: close` cannot stall us).
-pub(super) fn exchange<S: Read + Write>(
+/// Every blocking call is bounded by what is left until `deadline`, so a daemon that
+/// trickles bytes cannot hold the hook past it.
+pub(super) fn exchange<S: Timed>(
     mut stream: S,
     request: &[u8],
+    deadline: Instant,
 ) -> Result<HttpResponse, String> {
-    stream
-        .write_all(request)
-        .and_then(|()| stream.flush())
-        .map_err(|e| format!("sending the step failed: {e}"))?;
+    let late = |what: &str| format!("no answer within the hook's deadline ({what})");
+    let mut sent = 0;
+    while sent < request.len() {
+        let left = time_left(deadline).map_err(|_| late("while sending the step"))?;
+        stream
+            .set_timeouts(left)
+            .map_err(|e| format!("sending the step failed: {e}"))?;
+        match stream.write(&request[sent..]) {
+            Ok(0) => return Err("sending the step failed: the connection closed".into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(late("while sending the step"))
+            }
+            Err(e) => return Err(format!("sending the step failed: {e}")),
+        }
+    }
+    let _ = stream.flush();
     let mut received = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
+        let left = time_left(deadline).map_err(|_| late("is the model overloaded?"))?;
+        stream
+            .set_timeouts(left)
+            .map_err(|e| format!("reading the answer failed: {e}"))?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -145,10 +176,7 @@ pub(super) fn exchange<S: Read + Write>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(format!(
-                    "no answer within {} s (is the model overloaded?)",
-                    READ_TIMEOUT.as_secs()
-                ))
+                return Err(late("is the model overloaded?"))
             }
             Err(e) => return Err(format!("reading the answer failed: {e}")),
         };
@@ -181,6 +209,7 @@ pub(super) fn parse_response(buf: &[u8], eof: bool) -> Result<Option<HttpRespons
     let status = parse_status_line(lines.next().unwrap_or_default())?;
     let mut content_length = None;
     let mut chunked = false;
+    let mut proof = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(format!("malformed response header `{line}`"));
@@ -191,6 +220,8 @@ pub(super) fn parse_response(buf: &[u8], eof: bool) -> Result<Option<HttpRespons
                 .parse::<usize>()
                 .map_err(|_| format!("bad Content-Length `{value}`"))?;
             content_length = Some(length);
+        } else if name.eq_ignore_ascii_case(PROOF_HEADER) {
+            proof = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value
                 .split(',')
@@ -216,7 +247,11 @@ pub(super) fn parse_response(buf: &[u8], eof: bool) -> Result<Option<HttpRespons
     } else {
         None
     };
-    Ok(body.map(|body| HttpResponse { status, body }))
+    Ok(body.map(|body| HttpResponse {
+        status,
+        body,
+        proof,
+    }))
 }
 
 pub(super) fn parse_status_line(line: &str) -> Result<u16, String> {
@@ -282,8 +317,13 @@ pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// The decision in a 2xx answer; `Err` completes "limbic daemon at ADDR ...".
-pub(super) fn interpret(response: HttpResponse) -> Result<StepAnswer, String> {
+/// The decision in a 2xx answer that carries the proof for `nonce`; `Err` completes
+/// "limbic daemon at ADDR ...".
+pub(super) fn interpret(
+    response: HttpResponse,
+    token: &str,
+    nonce: &str,
+) -> Result<StepAnswer, String> {
     if !(200..300).contains(&response.status) {
         let detail = serde_json::from_slice::<Value>(&response.body)
             .ok()
@@ -292,9 +332,23 @@ pub(super) fn interpret(response: HttpResponse) -> Result<StepAnswer, String> {
                 let text = String::from_utf8_lossy(&response.body);
                 head_str(text.trim(), 300).to_string()
             });
+        let hint = if response.status == 401 {
+            " (the hook's token file does not hold the daemon's token)"
+        } else {
+            ""
+        };
         return Err(format!(
-            "refused the step with HTTP {}: {detail}",
+            "refused the step with HTTP {}: {detail}{hint}",
             response.status
+        ));
+    }
+    let proven = response.proof.as_deref().is_some_and(|proof| {
+        limbic_guard::auth::proof_matches(token, nonce, &response.body, proof)
+    });
+    if !proven {
+        return Err(format!(
+            "did not prove it knows the token (no valid {PROOF_HEADER} header): another \
+             program may be listening on limbic's address"
         ));
     }
     serde_json::from_slice(&response.body)
@@ -304,6 +358,9 @@ pub(super) fn interpret(response: HttpResponse) -> Result<StepAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOKEN: &str = "test-token-0123456789abcdef0123456789abcdef";
+    const NONCE: &str = "0123456789abcdef0123";
 
     // --- HTTP ---------------------------------------------------------------
 
@@ -348,7 +405,8 @@ mod tests {
             response,
             HttpResponse {
                 status: 200,
-                body: b"hello".to_vec()
+                body: b"hello".to_vec(),
+                proof: None,
             }
         );
         assert_eq!(parse_response(&raw[..raw.len() - 1], false), Ok(None));
@@ -398,23 +456,28 @@ mod tests {
         let response = HttpResponse {
             status: 422,
             body: br#"{"error":"step text is 40000 bytes; the limit is 32768"}"#.to_vec(),
+            proof: None,
         };
         assert_eq!(
-            interpret(response).unwrap_err(),
+            interpret(response, TOKEN, NONCE).unwrap_err(),
             "refused the step with HTTP 422: step text is 40000 bytes; the limit is 32768"
         );
         let response = HttpResponse {
             status: 502,
             body: b"Bad gateway".to_vec(),
+            proof: None,
         };
         assert_eq!(
-            interpret(response).unwrap_err(),
+            interpret(response, TOKEN, NONCE).unwrap_err(),
             "refused the step with HTTP 502: Bad gateway"
         );
         let response = HttpResponse {
             status: 200,
             body: b"{}".to_vec(),
+            proof: Some(limbic_guard::auth::proof(TOKEN, NONCE, b"{}")),
         };
-        assert!(interpret(response).unwrap_err().contains("not a decision"));
+        assert!(interpret(response, TOKEN, NONCE)
+            .unwrap_err()
+            .contains("not a decision"));
     }
 }

@@ -21,16 +21,22 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use limbic_guard::api::{Action, StepAnswer, StepRequest, DEFAULT_ADDR, DEFAULT_PORT, STEPS_PATH};
+use limbic_guard::api::{
+    Action, StepAnswer, StepRequest, DEADLINE_HEADER, DEFAULT_ADDR, NONCE_HEADER, PROOF_HEADER,
+    SIGNATURE_HEADER, STEPS_PATH, TIME_HEADER,
+};
 use limbic_policy::{DecisionKind, Reroute};
 use serde_json::{json, Map, Value};
 
 mod answer;
 mod client;
 mod event;
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod test_support;
 mod transcript;
@@ -57,46 +63,146 @@ pub struct HookArgs {
     /// cannot be read makes the hook deny (it never fails open by accident).
     #[arg(long, env = "LIMBIC_POLICY")]
     pub policy: Option<PathBuf>,
+    /// One deadline for the whole hook (reading the event and transcript, connecting,
+    /// sending, waiting): when it passes the answer is a deny (or allow with --fail-open).
+    /// Keep the agent's own hook timeout above it.
+    #[arg(long, env = "LIMBIC_HOOK_TIMEOUT_MS", default_value_t = DEFAULT_TIMEOUT_MS)]
+    pub timeout_ms: u64,
+    /// The daemon's token file (default: $LIMBIC_HOME/token, created by `limbic serve`).
+    #[arg(long, env = "LIMBIC_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The hook's default overall deadline: well under Cursor-style 5 s hook timeouts.
+pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+
+/// How one hook run asks the daemon.
+pub struct HookOptions {
+    pub addr: String,
+    pub fail_open: bool,
+    /// The daemon's token, or why it could not be read (then the hook cannot ask: deny).
+    pub token: Result<String, String>,
+    /// When the answer must be written.
+    pub deadline: Instant,
 }
 
 /// Runs the hook on this process's stdin/stdout/stderr. Every failure inside the hook
-/// becomes a deny in the agent's own format, never an exit the agent reads as "go on".
+/// becomes a deny in the agent's own format, never an exit the agent reads as "go on";
+/// so does the deadline passing, wherever the hook is stuck.
 pub fn run(args: HookArgs) -> std::process::ExitCode {
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    let deadline = Instant::now() + timeout;
+    // Whoever answers first (the hook or the watchdog) answers alone. The watchdog starts
+    // before anything that reads a file (a policy path may name a FIFO); it honours only
+    // the command line's fail-open, since the policy's may never be read.
+    let answered = Arc::new(Mutex::new(false));
+    spawn_watchdog(
+        args.agent,
+        args.fail_open,
+        timeout,
+        deadline,
+        answered.clone(),
+    );
     let policy_fail_open = match &args.policy {
         None => Ok(false),
         Some(path) => limbic_policy::Policy::load(path)
             .map(|p| p.fail_mode() == limbic_policy::FailMode::Open)
             .map_err(|e| format!("limbic could not load the policy {}: {e}", path.display())),
     };
-    let stdout = &mut std::io::stdout().lock();
-    let stderr = &mut std::io::stderr().lock();
-    let code = match policy_fail_open {
-        Ok(policy_open) => run_hook(
-            args.agent,
-            &args.addr,
-            args.fail_open || policy_open,
-            &mut std::io::stdin().lock(),
-            stdout,
-            stderr,
-        ),
-        Err(problem) => {
-            let answer = render(args.agent, verdict(Outcome::Unavailable(problem), false));
-            emit(&answer, stdout, stderr)
+    let fail_open = args.fail_open || matches!(policy_fail_open, Ok(true));
+
+    let answer = match policy_fail_open {
+        Ok(_) => {
+            let token = match &args.token_file {
+                Some(path) => Ok(path.clone()),
+                None => limbic_guard::auth::default_token_path(),
+            }
+            .and_then(|path| {
+                limbic_guard::auth::read_token(&path).with_context(|| {
+                    format!(
+                        "limbic could not read the daemon's token {} (start `limbic serve` \
+                         once to create it)",
+                        path.display()
+                    )
+                })
+            })
+            .map_err(|e| format!("{e:#}"));
+            let options = HookOptions {
+                addr: args.addr.clone(),
+                fail_open,
+                token,
+                // The network exchange ends a little before the deadline so its own
+                // error, not the watchdog's, names the cause.
+                deadline: deadline - (timeout / 10).min(Duration::from_millis(200)),
+            };
+            answer_hook(args.agent, &options, &mut std::io::stdin().lock())
         }
+        Err(problem) => render(args.agent, verdict(Outcome::Unavailable(problem), false)),
     };
+    let Ok(mut done) = answered.lock() else {
+        return std::process::ExitCode::from(EXIT_BLOCK);
+    };
+    if *done {
+        // The watchdog is answering and will end the process.
+        drop(done);
+        loop {
+            std::thread::park();
+        }
+    }
+    *done = true;
+    let code = emit(
+        &answer,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
     std::process::ExitCode::from(code)
 }
+
+/// When the deadline passes before the hook has answered, answers "unavailable" (deny
+/// unless fail-open) and ends the process.
+fn spawn_watchdog(
+    agent: Agent,
+    fail_open: bool,
+    timeout: Duration,
+    deadline: Instant,
+    answered: Arc<Mutex<bool>>,
+) {
+    let watchdog = move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        let Ok(mut done) = answered.lock() else {
+            return;
+        };
+        if *done {
+            return;
+        }
+        *done = true;
+        let problem = format!(
+            "limbic gave no decision within the hook's deadline of {} ms",
+            timeout.as_millis()
+        );
+        let answer = render(agent, verdict(Outcome::Unavailable(problem), fail_open));
+        let code = emit(
+            &answer,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        std::process::exit(i32::from(code));
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("limbic-hook-deadline".into())
+        .spawn(watchdog)
+    {
+        // The socket deadlines still bound the exchange.
+        eprintln!("limbic hook: could not start the deadline watchdog: {e}");
+    }
+}
+
 /// Step text sent when the transcript holds no words from the agent (no transcript
 /// path, missing or unreadable file, or no assistant text yet). A fixed neutral
 /// placeholder keeps the daemon's input well-formed, and the tool call alone is still
 /// classified by the policy.
 pub const NO_WORDS: &str = "(no words)";
 
-/// The local daemon either accepts at once or is not there.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The daemon runs the model on the step before it answers.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Only the end of a transcript matters, and transcripts grow to many megabytes.
 const TRANSCRIPT_TAIL_BYTES: u64 = 256 * 1024;
 /// A single-document transcript (Gemini CLI) cannot be parsed from its tail, so it is
@@ -143,26 +249,31 @@ impl fmt::Display for Agent {
     }
 }
 
-/// Reads one hook event from `input`, asks the daemon at `addr`, writes the agent's
-/// answer to `stdout`/`stderr`, returns the process exit code.
+/// Reads one hook event from `input`, asks the daemon, writes the agent's answer to
+/// `stdout`/`stderr`, returns the process exit code.
 ///
-/// `addr` is `host:port`, `http://host:port` or `unix:/path/to.sock`. With `fail_open`
-/// the action goes ahead when limbic cannot decide (bad event, daemon down or failing);
-/// without it such actions are blocked.
+/// `options.addr` is `host:port`, `http://host:port` or `unix:/path/to.sock`. With
+/// `fail_open` the action goes ahead when limbic cannot decide (bad event, daemon down or
+/// failing, deadline passed); without it such actions are blocked.
+#[cfg(test)]
 pub fn run_hook(
     agent: Agent,
-    addr: &str,
-    fail_open: bool,
+    options: &HookOptions,
     input: &mut dyn Read,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> u8 {
-    let outcome = decide(agent, addr, input);
-    let answer = render(agent, verdict(outcome, fail_open));
+    let answer = answer_hook(agent, options, input);
     emit(&answer, stdout, stderr)
 }
 
-fn decide(agent: Agent, addr: &str, input: &mut dyn Read) -> Outcome {
+fn answer_hook(agent: Agent, options: &HookOptions, input: &mut dyn Read) -> HookAnswer {
+    let outcome = decide(agent, options, input);
+    render(agent, verdict(outcome, options.fail_open))
+}
+
+fn decide(agent: Agent, options: &HookOptions, input: &mut dyn Read) -> Outcome {
+    let addr = options.addr.as_str();
     let event = match read_event(agent, input) {
         Ok(event) => event,
         Err(e) => {
@@ -179,13 +290,21 @@ fn decide(agent: Agent, addr: &str, input: &mut dyn Read) -> Outcome {
             ))
         }
     };
+    let token = match &options.token {
+        Ok(token) => token,
+        Err(problem) => return Outcome::Unavailable(problem.clone()),
+    };
     let words = event
         .transcript
         .as_deref()
         .map(latest_words)
         .unwrap_or_default();
     let body = step_body(agent, &event, &words);
-    match ask_daemon(&endpoint, addr, &body) {
+    let ask = Ask {
+        token,
+        deadline: options.deadline,
+    };
+    match ask_daemon(&endpoint, addr, &body, &ask) {
         Ok(answer) => outcome_of(answer),
         Err(problem) => Outcome::Unavailable(problem),
     }
@@ -237,41 +356,148 @@ mod tests {
         (head, serde_json::from_slice(&body).unwrap())
     }
 
-    fn http_ok(body: &Value) -> String {
-        let body = body.to_string();
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
+    const TOKEN: &str = "test-token-0123456789abcdef0123456789abcdef";
+
+    /// The nonce the hook sent, from a request head.
+    fn nonce_of(head: &str) -> String {
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix(&format!("{NONCE_HEADER}:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .expect("the hook sends a nonce")
     }
 
-    /// A one-shot fake daemon on 127.0.0.1:0 answering `response`; it hands back the
-    /// request it received. It tests the client, not the model.
-    fn fake_daemon(response: String) -> (String, thread::JoinHandle<(String, Value)>) {
+    /// A 200 answer signed as the real daemon signs it (the proof over the body).
+    fn http_ok(body: &Value) -> impl FnOnce(&str) -> String + Send + 'static {
+        let body = body.to_string();
+        move |head: &str| {
+            let proof = limbic_guard::auth::proof(TOKEN, &nonce_of(head), body.as_bytes());
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{PROOF_HEADER}: {proof}\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    }
+
+    /// A one-shot fake daemon on 127.0.0.1:0 answering `respond(request head)`; it hands
+    /// back the request it received. It tests the client, not the model.
+    fn fake_daemon(
+        respond: impl FnOnce(&str) -> String + Send + 'static,
+    ) -> (String, thread::JoinHandle<(String, Value)>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let handle = thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
             let request = read_request(stream.try_clone().unwrap());
-            stream.write_all(response.as_bytes()).unwrap();
+            stream.write_all(respond(&request.0).as_bytes()).unwrap();
             request
         });
         (addr, handle)
     }
 
-    fn run(agent: Agent, addr: &str, fail_open: bool, event: &str) -> (u8, Value, String) {
+    fn options(addr: &str, fail_open: bool) -> HookOptions {
+        HookOptions {
+            addr: addr.to_string(),
+            fail_open,
+            token: Ok(TOKEN.to_string()),
+            deadline: Instant::now() + Duration::from_secs(20),
+        }
+    }
+
+    fn run_with(agent: Agent, options: &HookOptions, event: &str) -> (u8, Value, String) {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let code = run_hook(
             agent,
-            addr,
-            fail_open,
+            options,
             &mut event.as_bytes(),
             &mut stdout,
             &mut stderr,
         );
         let stdout: Value = serde_json::from_slice(&stdout).unwrap();
         (code, stdout, String::from_utf8(stderr).unwrap())
+    }
+
+    fn run(agent: Agent, addr: &str, fail_open: bool, event: &str) -> (u8, Value, String) {
+        run_with(agent, &options(addr, fail_open), event)
+    }
+
+    #[test]
+    fn squatter_without_the_proof_is_not_believed() {
+        let allow = json!({"session": "claude-code:abc123", "step": 1, "decision": "allow",
+            "stress": 0.0, "spike": false, "rule": "r", "reason": "fine"})
+        .to_string();
+        let unsigned = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{allow}",
+            allow.len()
+        );
+        let (addr, server) = fake_daemon(move |_| unsigned);
+        let (code, stdout, stderr) = run(Agent::ClaudeCode, &addr, false, &claude_event("/x"));
+        server.join().unwrap();
+        assert_eq!(code, EXIT_BLOCK);
+        assert_eq!(stdout["hookSpecificOutput"]["permissionDecision"], "deny");
+        assert!(
+            stderr.contains("did not prove it knows the token"),
+            "{stderr}"
+        );
+
+        // A proof made with another token (or for another nonce) is no proof either.
+        let allow2 = allow.clone();
+        let (addr, server) = fake_daemon(move |head| {
+            let proof =
+                limbic_guard::auth::proof(&"x".repeat(40), &nonce_of(head), allow2.as_bytes());
+            format!(
+                "HTTP/1.1 200 OK\r\n{PROOF_HEADER}: {proof}\r\ncontent-length: {}\r\n\r\n{allow2}",
+                allow2.len()
+            )
+        });
+        let (code, _, stderr) = run(Agent::ClaudeCode, &addr, false, &claude_event("/x"));
+        server.join().unwrap();
+        assert_eq!(code, EXIT_BLOCK, "{stderr}");
+        assert!(stderr.contains("did not prove"), "{stderr}");
+    }
+
+    #[test]
+    fn trickling_daemon_is_cut_off_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = read_request(stream.try_clone().unwrap());
+            // One byte every 50 ms: each read succeeds, the answer never ends.
+            let mut bytes = b"HTTP/1.1 200 OK\r\nX-Slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'));
+            for _ in 0..200 {
+                let byte = [*bytes.next().unwrap()];
+                if stream.write_all(&byte).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let mut opts = options(&addr, false);
+        opts.deadline = Instant::now() + Duration::from_millis(800);
+        let started = Instant::now();
+        let (code, stdout, stderr) = run_with(Agent::ClaudeCode, &opts, &claude_event("/x"));
+        let took = started.elapsed();
+        assert_eq!(code, EXIT_BLOCK);
+        assert_eq!(stdout["hookSpecificOutput"]["permissionDecision"], "deny");
+        assert!(stderr.contains("deadline"), "{stderr}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn unreadable_token_denies_without_asking() {
+        let mut opts = options("127.0.0.1:1", false);
+        opts.token = Err("limbic could not read the daemon's token /nope".into());
+        let (code, _, stderr) = run_with(Agent::ClaudeCode, &opts, &claude_event("/x"));
+        assert_eq!(code, EXIT_BLOCK);
+        assert!(stderr.contains("token /nope"), "{stderr}");
     }
 
     #[test]
@@ -291,6 +517,21 @@ mod tests {
         let (head, body) = server.join().unwrap();
         assert!(head.starts_with("POST /v1/steps HTTP/1.1\r\n"), "{head}");
         assert!(head.to_ascii_lowercase().contains("connection: close"));
+        // The token is proven, never sent (the daemon's e2e tests check the signature).
+        assert!(!head.contains(TOKEN), "{head}");
+        let field = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix(&format!("{name}:"))
+                        .map(|v| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name} in {head}"))
+        };
+        let time: u64 = field(TIME_HEADER).parse().unwrap();
+        assert!(limbic_guard::auth::now_unix_ms().abs_diff(time) < 60_000);
+        assert_eq!(field(SIGNATURE_HEADER).len(), 64);
+        assert!(head.contains(&format!("{DEADLINE_HEADER}: ")), "{head}");
         assert_eq!(
             body,
             json!({"session": "claude-code:abc123", "text": "Deadline. Forcing it.",
@@ -313,11 +554,14 @@ mod tests {
             "reroute": {"kind": "substitute", "suggestion": "git push --force-with-lease"},
             "stress": 1.2, "spike": false, "rule": "r", "reason": "risky"})
         .to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{decision}\r\n0\r\n\r\n",
-            decision.len()
-        );
-        let (addr, server) = fake_daemon(response);
+        let (addr, server) = fake_daemon(move |head| {
+            let proof = limbic_guard::auth::proof(TOKEN, &nonce_of(head), decision.as_bytes());
+            format!(
+                "HTTP/1.1 200 OK\r\n{PROOF_HEADER}: {proof}\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 {:x}\r\n{decision}\r\n0\r\n\r\n",
+                decision.len()
+            )
+        });
         let event = json!({"hook_event_name": "beforeShellExecution", "conversation_id": "c1",
                            "generation_id": "g", "command": "git push -f", "cwd": "/r"});
         let (code, stdout, _) = run(Agent::Cursor, &addr, false, &event.to_string());
@@ -343,7 +587,7 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
-        let (addr, server) = fake_daemon(response);
+        let (addr, server) = fake_daemon(move |_| response);
         let event = json!({"hook_event_name": "BeforeTool", "session_id": "g", "tool_name": "write_file",
                            "tool_input": {"file_path": "a", "content": "b"}});
         let (code, stdout, _) = run(Agent::Gemini, &addr, false, &event.to_string());
@@ -370,8 +614,9 @@ mod tests {
         let server = thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
             let request = read_request(stream.try_clone().unwrap());
+            let answer = response(&request.0);
             tx.send(request).unwrap();
-            stream.write_all(response.as_bytes()).unwrap();
+            stream.write_all(answer.as_bytes()).unwrap();
         });
         let event = claude_event("/nonexistent/transcript.jsonl");
         let addr = format!("unix:{}", path.display());
@@ -555,7 +800,13 @@ mod tests {
                 let mut stdout = Vec::new();
                 let mut stderr = Vec::new();
                 let raw = event.to_string();
-                let code = run_hook(Agent::ClaudeCode, "unix:/nonexistent/limbic.sock", false,
+                let options = HookOptions {
+                    addr: "unix:/nonexistent/limbic.sock".into(),
+                    fail_open: false,
+                    token: Ok("t".repeat(40)),
+                    deadline: Instant::now() + Duration::from_secs(5),
+                };
+                let code = run_hook(Agent::ClaudeCode, &options,
                                     &mut raw.as_bytes(), &mut stdout, &mut stderr);
                 prop_assert_eq!(code, EXIT_BLOCK);
                 prop_assert!(serde_json::from_slice::<Value>(&stdout).is_ok());

@@ -12,7 +12,7 @@ pub(super) fn latest_words(path: &Path) -> String {
 }
 
 pub(super) fn read_latest_words(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    let mut file = open_regular(path)?;
     let len = file.metadata()?.len();
     let truncated = len > TRANSCRIPT_TAIL_BYTES;
     let tail = read_tail(&mut file, len, TRANSCRIPT_TAIL_BYTES)?;
@@ -28,6 +28,31 @@ pub(super) fn read_latest_words(path: &Path) -> io::Result<String> {
         }
     }
     Ok(String::new())
+}
+
+/// Opens `path` for reading only if it is a regular file. A FIFO or device named as the
+/// transcript would block the hook (a FIFO's open waits for a writer), so the kind is
+/// checked before opening, the open does not block (`O_NONBLOCK`), and the opened file is
+/// checked again (the path may have been swapped in between).
+pub(super) fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the transcript is not a regular file",
+        )
+    };
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
 }
 
 /// The last `max` bytes of the file as text; a line cut by the start of the window is
@@ -319,6 +344,29 @@ mod tests {
         assert!(doc.len() as u64 > TRANSCRIPT_TAIL_BYTES);
         let file = write_temp(&doc);
         assert_eq!(latest_words(file.path()), "Final words.");
+    }
+
+    #[test]
+    fn fifo_and_device_transcripts_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("transcript.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fifo_words = latest_words(&fifo);
+            let device_words = latest_words(Path::new("/dev/zero"));
+            let _ = tx.send((fifo_words, device_words));
+        });
+        let (fifo_words, device_words) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO or device transcript must not block");
+        assert_eq!(fifo_words, "");
+        assert_eq!(device_words, "");
+        assert!(read_latest_words(dir.path()).is_err(), "a directory");
     }
 
     #[test]

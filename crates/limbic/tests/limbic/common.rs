@@ -72,16 +72,34 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The token of each running test daemon, by address: `http` sends it.
+static TOKENS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The token of the daemon at `addr` (empty when none is known).
+pub fn token_for(addr: &str) -> String {
+    TOKENS
+        .lock()
+        .map(|t| t.get(addr).cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
 /// A running `limbic serve`, killed on drop.
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
+    /// The bearer token the daemon requires (from `$LIMBIC_HOME/token`).
+    pub token: String,
 }
 
 impl Daemon {
     pub fn start(home: &Path, extra: &[&str]) -> Daemon {
-        let mut child = limbic(home)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+        let mut cmd = limbic(home);
+        cmd.arg("serve");
+        if !extra.contains(&"--addr") {
+            cmd.args(["--addr", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -112,7 +130,31 @@ impl Daemon {
             let mut sink = String::new();
             let _ = reader.read_to_string(&mut sink);
         });
-        Daemon { child, addr }
+        let token = std::fs::read_to_string(home.join("token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        if let Ok(mut tokens) = TOKENS.lock() {
+            tokens.insert(addr.clone(), token.clone());
+        }
+        Daemon { child, addr, token }
+    }
+
+    /// Sends SIGTERM and waits for the exit status (graceful shutdown).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -123,17 +165,39 @@ impl Drop for Daemon {
     }
 }
 
-/// Minimal HTTP/1.1 request over loopback; returns (status, body).
+/// Minimal HTTP/1.1 request over loopback with the daemon's token; returns (status, body).
 pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+    let token = token_for(addr);
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = http_raw(addr, method, path, body, &[("Authorization", &auth)]);
+    (status, body)
+}
+
+/// Minimal HTTP/1.1 request with exactly the given extra headers (a `Host` among them
+/// replaces the default); returns (status, head, body).
+pub fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
     let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     stream.write_all(head.as_bytes()).expect("write head");
     // The server may answer (e.g. 413) before reading a large body; ignore write errors.
     let _ = stream.write_all(body);
@@ -145,11 +209,33 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
+}
+
+/// Like `http` (with the token) but `None` when the daemon is gone or the answer is cut.
+pub fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        token_for(addr),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
 }
 
 pub fn step_json(session: &str, text: &str, tool: &str, args: serde_json::Value) -> String {

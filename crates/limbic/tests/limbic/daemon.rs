@@ -135,3 +135,390 @@ fn broken_policy_on_hot_reload_keeps_the_last_good_one() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn only_token_holders_are_served_and_answers_are_signed() {
+    let dir = tempdir();
+    let audit = dir.path().join("auth.db");
+    // The hook's address syntax is accepted by serve too.
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--addr",
+            "http://127.0.0.1:0/",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    );
+    assert!(daemon.token.len() >= 32, "token {:?}", daemon.token);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let step = step_json(
+        "s",
+        "Reading the log.",
+        "Read",
+        json!({"file_path": "x.log"}),
+    );
+
+    // /health is open.
+    let (status, _, body) = http_raw(&daemon.addr, "GET", "/health", None, &[]);
+    assert_eq!(status, 200, "{body}");
+    // Everything else needs the token.
+    for (path, method, body) in [
+        ("/v1/steps", "POST", Some(step.as_bytes())),
+        ("/metrics", "GET", None),
+    ] {
+        let (status, _, answer) = http_raw(&daemon.addr, method, path, body, &[]);
+        assert_eq!(status, 401, "{path} without a token: {answer}");
+        assert!(answer.contains("\"error\""), "{answer}");
+        let wrong = format!("Bearer {}", "0".repeat(64));
+        let (status, _, _) = http_raw(
+            &daemon.addr,
+            method,
+            path,
+            body,
+            &[("Authorization", &wrong)],
+        );
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    // A DNS-rebinding page reaches the daemon with a foreign Host: refused, token or not.
+    let auth = format!("Bearer {}", daemon.token);
+    let (status, _, body) = http_raw(
+        &daemon.addr,
+        "POST",
+        "/v1/steps",
+        Some(step.as_bytes()),
+        &[("Host", "evil.example:7370"), ("Authorization", &auth)],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _, _) = http_raw(
+        &daemon.addr,
+        "GET",
+        "/health",
+        None,
+        &[("Host", "attacker.test")],
+    );
+    assert_eq!(status, 403);
+    // With the token (and `localhost` as Host) the step is decided, and the answer carries
+    // the proof for the client's nonce.
+    let nonce = limbic_guard::auth::new_nonce().unwrap();
+    let port = daemon.addr.rsplit_once(':').unwrap().1.to_string();
+    let (status, head, body) = http_raw(
+        &daemon.addr,
+        "POST",
+        "/v1/steps",
+        Some(step.as_bytes()),
+        &[
+            ("Host", &format!("localhost:{port}")),
+            ("Authorization", &auth),
+            ("X-Limbic-Nonce", &nonce),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    let proof = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-limbic-proof:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no proof header in {head}"));
+    assert!(limbic_guard::auth::proof_matches(
+        &daemon.token,
+        &nonce,
+        body.as_bytes(),
+        &proof
+    ));
+
+    // The hook's way: the token proven by a signature over time, nonce and body, never
+    // sent. A signed request is accepted once; a replay, a stale time or another token is not.
+    let signed = |time: u64, nonce: &str, token: &str| {
+        let sig = limbic_guard::auth::request_signature(
+            token,
+            time,
+            nonce,
+            "POST",
+            "/v1/steps",
+            step.as_bytes(),
+        );
+        http_raw(
+            &daemon.addr,
+            "POST",
+            "/v1/steps",
+            Some(step.as_bytes()),
+            &[
+                ("X-Limbic-Time", &time.to_string()),
+                ("X-Limbic-Nonce", nonce),
+                ("X-Limbic-Signature", &sig),
+            ],
+        )
+    };
+    let now = limbic_guard::auth::now_unix_ms();
+    let nonce = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, body) = signed(now, &nonce, &daemon.token);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = signed(now, &nonce, &daemon.token);
+    assert_eq!(status, 401, "replayed: {body}");
+    assert!(body.contains("already used"), "{body}");
+    let stale = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, _) = signed(now - 10 * 60_000, &stale, &daemon.token);
+    assert_eq!(status, 401, "stale");
+    let other = limbic_guard::auth::new_nonce().unwrap();
+    let (status, _, _) = signed(now, &other, &"f".repeat(64));
+    assert_eq!(status, 401, "another token");
+
+    // SIGTERM: a clean exit, and the WAL is checkpointed into audit.db.
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    let wal = std::fs::metadata(dir.path().join("auth.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(wal, 0, "the WAL is checkpointed on shutdown");
+    // audit.db alone (no WAL copied) holds the step.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(&audit, copy.join("auth.db")).unwrap();
+    let verify = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(copy.join("auth.db")));
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let show = run(limbic(dir.path())
+        .args(["audit", "show", "--audit"])
+        .arg(copy.join("auth.db")));
+    assert!(
+        stdout(&show).contains("s step   1") && stdout(&show).contains("s step   2"),
+        "{}",
+        stdout(&show)
+    );
+}
+
+#[test]
+fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    // A file that is not a model: the daemon still answers (fail mode) but says so.
+    let bad_model = dir.path().join("broken.gguf");
+    std::fs::write(&bad_model, b"GGUF but not really").unwrap();
+
+    // --socket never deletes a file that is not a socket.
+    let precious = dir.path().join("notes.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let refused = run(limbic(dir.path()).args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--model",
+        bad_model.to_str().unwrap(),
+        "--socket",
+        precious.to_str().unwrap(),
+    ]));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not a socket"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--model",
+            bad_model.to_str().unwrap(),
+            "--audit",
+            dir.path().join("s.db").to_str().unwrap(),
+            "--socket",
+            dir.path().join("limbic.sock").to_str().unwrap(),
+            "--max-connections",
+            "2",
+            "--header-timeout-ms",
+            "500",
+        ],
+    );
+    let (status, body) = http(&daemon.addr, "GET", "/health", None);
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["problems"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("probes unavailable"),
+        "{health}"
+    );
+
+    // The Unix socket speaks the same API under the same rules.
+    let over_unix = |request: &str| {
+        let mut s =
+            std::os::unix::net::UnixStream::connect(dir.path().join("limbic.sock")).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let answer = over_unix("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = over_unix("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    // Two clients that never finish their headers fill the cap; a third is closed at once.
+    let slow: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&daemon.addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: loc").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut third = std::net::TcpStream::connect(&daemon.addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = third.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = third.read_to_end(&mut buf);
+    assert!(
+        buf.is_empty(),
+        "over the cap: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    // The slow ones are dropped after the header timeout (hyper answers 408 or closes).
+    let started = std::time::Instant::now();
+    for mut s in slow {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "slow clients held for {:?}",
+        started.elapsed()
+    );
+    // Slots are free again.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (status, _) = http(&daemon.addr, "GET", "/health", None);
+    assert_eq!(status, 200);
+    let (_, metrics) = http(&daemon.addr, "GET", "/metrics", None);
+    assert!(
+        metrics.contains("limbic_connections_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_decision_and_trackers_resume() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempdir();
+    let audit = dir.path().join("chaos.db");
+    let audit_arg = audit.to_str().unwrap().to_string();
+    let sessions: Vec<String> = (0..4).map(|i| format!("chaos-{i}")).collect();
+    let acknowledged: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    // A cheap varying kill point (no RNG dependency): the clock's nanoseconds.
+    let jitter = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::from(d.subsec_nanos()) % 2000)
+            .unwrap_or(700)
+    };
+    for round in 0..2 {
+        let daemon = Daemon::start(dir.path(), &["--audit", &audit_arg]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = sessions
+            .iter()
+            .map(|session| {
+                let (addr, session) = (daemon.addr.clone(), session.clone());
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let body = step_json(
+                            &session,
+                            &format!("Round {round}, step {i}: checking the build output again."),
+                            "Read",
+                            json!({"file_path": format!("build/{i}.log")}),
+                        );
+                        match try_http(&addr, "POST", "/v1/steps", body.as_bytes()) {
+                            Some((200, answer)) => {
+                                let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+                                let step = v["step"].as_u64().unwrap();
+                                acknowledged.lock().unwrap().push((session.clone(), step));
+                            }
+                            Some((status, answer)) => panic!("{status}: {answer}"),
+                            None => break, // killed mid-request: not acknowledged
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Long enough for several answers on a loaded machine (a first step takes ~1.5 s).
+        std::thread::sleep(std::time::Duration::from_millis(4000 + jitter()));
+        drop(daemon); // SIGKILL
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().expect("client");
+        }
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(!acknowledged.is_empty(), "the load ran");
+
+    let verify = run(limbic(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit));
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let mut logged: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for session in &sessions {
+        let show = run(limbic(dir.path())
+            .args([
+                "audit",
+                "show",
+                "--json",
+                "--limit",
+                "100000",
+                "--session",
+                session,
+            ])
+            .arg("--audit")
+            .arg(&audit));
+        let steps: Vec<u64> = json_lines(&stdout(&show))
+            .iter()
+            .map(|r| r["step_index"].as_u64().unwrap())
+            .collect();
+        assert!(
+            steps.windows(2).all(|w| w[0] < w[1]),
+            "{session}: steps increase without duplicates across the kill: {steps:?}"
+        );
+        logged.insert(session.clone(), steps);
+    }
+    for (session, step) in &acknowledged {
+        assert!(
+            logged[session].contains(step),
+            "acknowledged {session} step {step} is missing from the log"
+        );
+    }
+    // After a restart each session continues after its last logged step.
+    let daemon = Daemon::start(dir.path(), &["--audit", &audit_arg]);
+    for session in &sessions {
+        let body = step_json(
+            session,
+            "Reading one more log.",
+            "Read",
+            json!({"file_path": "x"}),
+        );
+        let (status, answer) = http(&daemon.addr, "POST", "/v1/steps", Some(body.as_bytes()));
+        assert_eq!(status, 200, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let last = logged[session].last().copied().unwrap_or(0);
+        assert_eq!(v["step"].as_u64(), Some(last + 1), "{session}");
+    }
+}

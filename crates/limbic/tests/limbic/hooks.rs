@@ -12,8 +12,22 @@ fn hook(
     addr: &str,
     event: &serde_json::Value,
 ) -> (i32, String, String) {
+    hook_with(home, agent, addr, event, &[])
+}
+
+/// The hook with extra arguments. The deadline is generous by default here: the test
+/// machine is shared and the first step loads the session.
+fn hook_with(
+    home: &std::path::Path,
+    agent: &str,
+    addr: &str,
+    event: &serde_json::Value,
+    extra: &[&str],
+) -> (i32, String, String) {
     let mut child = limbic(home)
+        .env("LIMBIC_HOOK_TIMEOUT_MS", "30000")
         .args(["hook", agent, "--addr", addr])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,6 +143,46 @@ fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["permission"], "allow", "{v}");
 
+    // A FIFO as transcript path is refused without blocking: the step is still decided.
+    let fifo = dir.path().join("transcript.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let (code, out, err) = hook(
+        dir.path(),
+        "claude-code",
+        &daemon.addr,
+        &claude_event(
+            "c5",
+            fifo.to_str().unwrap(),
+            "Read",
+            json!({"file_path": "src/lib.rs"}),
+        ),
+    );
+    assert_eq!(code, 0, "{out} / {err}");
+    assert!(!out.contains("\"deny\""), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A hook holding another token is refused by the daemon, and denies.
+    let other_home = dir.path().join("other-home");
+    std::fs::create_dir(&other_home).unwrap();
+    std::fs::write(other_home.join("token"), "f".repeat(64)).unwrap();
+    let (code, _, err) = hook(
+        &other_home,
+        "claude-code",
+        &daemon.addr,
+        &claude_event("c6", &calm_t, "Read", json!({"file_path": "a"})),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+
     // Daemon down: every agent denies (fail closed), naming the address.
     let addr = daemon.addr.clone();
     drop(daemon);
@@ -169,4 +223,116 @@ fn hooks_answer_in_each_agents_form_with_the_daemon_up_and_down() {
         })
         .expect("hook");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A plain TCP server on `listener` that answers every request with `response(request)`.
+fn scripted_server(
+    listener: std::net::TcpListener,
+    response: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
+    pause: std::time::Duration,
+) -> std::thread::JoinHandle<()> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut buf = [0u8; 65536];
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+            let _ = stream.read(&mut buf);
+            for piece in response() {
+                if stream.write_all(&piece).is_err() {
+                    break;
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    })
+}
+
+#[test]
+fn squatter_and_trickling_daemon_make_the_hook_deny_in_time() {
+    let dir = tempdir();
+    // The user's token exists (a daemon ran once); the port is taken by something else.
+    std::fs::write(dir.path().join("token"), "a".repeat(64)).unwrap();
+    let calm_t = transcript(dir.path(), "calm.jsonl", CALM);
+    let event = claude_event("q1", &calm_t, "Bash", json!({"command": "rm -rf /"}));
+
+    // A squatter answering "allow" like the daemon would, but without the proof.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let allow = json!({"session": "claude-code:q1", "step": 1, "decision": "allow",
+        "stress": 0.0, "spike": false, "rule": "calm", "reason": "fine"})
+    .to_string();
+    let server = scripted_server(
+        listener,
+        move || {
+            vec![format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{allow}",
+                allow.len()
+            )
+            .into_bytes()]
+        },
+        std::time::Duration::ZERO,
+    );
+    let (code, out, err) = hook(dir.path(), "claude-code", &addr, &event);
+    server.join().unwrap();
+    assert_eq!(code, 2, "{out} / {err}");
+    assert!(out.contains("\"deny\""), "{out}");
+    assert!(err.contains("did not prove it knows the token"), "{err}");
+
+    // A daemon that trickles its answer a byte at a time: cut off at the deadline.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = scripted_server(
+        listener,
+        || {
+            let mut pieces: Vec<Vec<u8>> = b"HTTP/1.1 200 OK\r\nX-Slow: "
+                .iter()
+                .map(|b| vec![*b])
+                .collect();
+            pieces.extend((0..400).map(|_| b"a".to_vec()));
+            pieces
+        },
+        std::time::Duration::from_millis(50),
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = hook_with(
+        dir.path(),
+        "cursor",
+        &addr,
+        &json!({"hook_event_name": "beforeShellExecution", "conversation_id": "k",
+                "command": "git push --force", "cwd": "/tmp"}),
+        &["--timeout-ms", "1000"],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["permission"], "deny", "{v}");
+    assert!(
+        err.contains("deadline") || out.contains("deadline"),
+        "{out} / {err}"
+    );
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+    drop(server);
+
+    // A FIFO named as the policy file cannot hold the hook past its deadline either.
+    let fifo = dir.path().join("policy.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let (code, _, err) = hook_with(
+        dir.path(),
+        "claude-code",
+        "127.0.0.1:1",
+        &event,
+        &["--timeout-ms", "1000", "--policy", fifo.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("deadline"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
