@@ -67,6 +67,8 @@ pub mod canonical;
 mod error;
 mod export;
 mod log;
+pub mod otlp;
+mod parquet_export;
 mod private;
 mod query;
 mod rows;
@@ -86,6 +88,7 @@ pub use log::{
     AuditLog, AuditOptions, ChainHead, CheckpointReport, ConfigRecord, DecisionRecord, Delivery,
     StepReceipt, StepRecord, MAX_TRACKER_STATE_BYTES,
 };
+pub use parquet_export::column_name as parquet_column_name;
 pub use private::create_private_dir_all;
 pub use query::{DecisionView, SessionSummary};
 pub use rows::{AuditStats, ConfigRow, StepRow};

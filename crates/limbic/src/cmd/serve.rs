@@ -30,7 +30,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         addr: args.addr,
         socket: args.socket,
         watch_policy: args.watch_policy,
-        guard: args.guard.config(),
+        guard: args.guard.config()?,
     })?;
     Ok(ExitCode::SUCCESS)
 }
