@@ -153,6 +153,13 @@ fn read_only_commands_leave_every_byte_of_the_log() {
         vec!["stats".into()],
         vec!["stats".into(), "--json".into()],
         vec!["replay".into(), "--policy".into(), "workstation".into()],
+        vec![
+            "plot".into(),
+            "--session".into(),
+            "devops-k8s-01-notready-node".into(),
+            "--out".into(),
+            out.join("t.svg").display().to_string(),
+        ],
     ]
     .into_iter()
     .chain(["jsonl", "csv", "parquet", "otlp-json"].iter().map(|fmt| {
@@ -589,4 +596,47 @@ fn serve_refuses_a_profile_the_model_does_not_fit() {
         .arg(&input));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cpu-2core"), "{}", stderr(&o));
+}
+
+#[test]
+fn plot_draws_a_session_timeline() {
+    let f = fixture();
+    let dir = tempdir();
+    for name in ["t.svg", "t.png"] {
+        let out = dir.path().join(name);
+        let o = run(&mut audit_on(
+            &f.db,
+            &[
+                "plot",
+                "--session",
+                "devops-k8s-01-notready-node",
+                "--out",
+                out.to_str().expect("utf8"),
+            ],
+        ));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&out).expect("plot written");
+        assert!(bytes.len() > 1000, "{name}: {} bytes", bytes.len());
+        if name.ends_with(".svg") {
+            let svg = String::from_utf8_lossy(&bytes);
+            assert!(
+                svg.starts_with("<svg") || svg.contains("<svg"),
+                "not an SVG"
+            );
+            if !stderr(&o).contains("without text") {
+                assert!(svg.contains("stress signature"), "no legend in the SVG");
+            }
+        }
+    }
+    let o = run(&mut audit_on(
+        &f.db,
+        &["plot", "--session", "nope", "--out", "x.svg"],
+    ));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no steps of session"), "{}", stderr(&o));
+    let o = run(&mut audit_on(
+        &f.db,
+        &["plot", "--session", "nope", "--out", "x.pdf"],
+    ));
+    assert!(!o.status.success());
 }

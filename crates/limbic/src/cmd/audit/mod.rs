@@ -7,6 +7,7 @@
 
 mod anchor;
 mod export;
+mod plot;
 mod replay;
 mod sessions;
 mod show;
@@ -41,6 +42,9 @@ pub enum AuditCmd {
     /// Re-decide every recorded step under another policy (from the stored scores, stress,
     /// spike and action) and print which decisions change and why.
     Replay(replay::ReplayArgs),
+    /// Draw one session's timeline (emotion scores, stress signature, policy thresholds,
+    /// decisions) as SVG or PNG.
+    Plot(plot::PlotArgs),
 }
 
 /// The log named on the command line, else `$LIMBIC_HOME/audit.db`.
@@ -65,6 +69,7 @@ pub fn run(cmd: AuditCmd) -> Result<ExitCode> {
         AuditCmd::Stats(a) => stats::run(a),
         AuditCmd::Export(a) => export::run(a),
         AuditCmd::Replay(a) => replay::run(a),
+        AuditCmd::Plot(a) => plot::run(a),
     }
 }
 
