@@ -21,9 +21,15 @@ pub struct SessionsArgs {
 pub fn run(args: SessionsArgs) -> Result<ExitCode> {
     let snap = snapshot(&audit_path(args.audit)?)?;
     let sessions = snap.all_session_summaries()?;
+    let width = sessions
+        .iter()
+        .map(|s| clean(&s.session_id).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 64);
     if !args.json {
         println!(
-            "{:<24} {:>5}  {:<40} {:>7}  {:>10}",
+            "{:<width$} {:>5}  {:<34} {:>7}  {:>10}",
             "session", "steps", "decisions", "peak", "first veto"
         );
     }
@@ -46,7 +52,7 @@ pub fn run(args: SessionsArgs) -> Result<ExitCode> {
             extra.push_str(&format!("  undelivered={}", s.undelivered));
         }
         println!(
-            "{:<24} {:>5}  {:<40} {:>7}  {:>10}{extra}",
+            "{:<width$} {:>5}  {:<34} {:>7}  {:>10}{extra}",
             clean(&s.session_id),
             s.steps,
             decisions,
