@@ -52,7 +52,8 @@
 //! [`AuditSnapshot`] copies the database and its WAL to a private temporary
 //! directory and reads the copy, so offline audit never changes a byte of
 //! the log. Queries: summaries per session and global [`AuditStats`], full
-//! [`StepRow`]s, [`ConfigRow`]s, and JSONL / CSV exporters.
+//! [`StepRow`]s, [`ConfigRow`]s, and JSONL / CSV / Parquet / OTLP-JSON ([`otlp`])
+//! exporters.
 //!
 //! # Schema versions
 //! Schema changes bump `PRAGMA user_version`. A build refuses files newer
