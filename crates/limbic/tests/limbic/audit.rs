@@ -640,3 +640,97 @@ fn plot_draws_a_session_timeline() {
     ));
     assert!(!o.status.success());
 }
+
+/// A headless Chromium, if installed (`.ci/setup` installs Debian's `chromium`).
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn report_is_one_self_contained_page_that_a_browser_renders() {
+    let f = fixture();
+    let before = log_bytes(&f.db);
+    let dir = tempdir();
+    let out = dir.path().join("report");
+    let o = run(&mut audit_on(
+        &f.db,
+        &["report", "--out", out.to_str().expect("utf8")],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(log_bytes(&f.db), before, "report changed the log");
+    let index = out.join("index.html");
+    let page = std::fs::read_to_string(&index).expect("index.html");
+    // Self-contained: no URL to fetch anything from.
+    for needle in ["src=\"http", "href=\"http", "src=\"//", "@import", "url("] {
+        assert!(!page.contains(needle), "external reference {needle:?}");
+    }
+    // One section per session, the hostile id escaped (never raw markup or escapes).
+    let sessions = page.matches("<section class=\"session\"").count();
+    let mut ids: Vec<String> = std::fs::read_to_string(&f.input)
+        .expect("input")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("line")["session"]
+                .as_str()
+                .expect("session")
+                .to_string()
+        })
+        .collect();
+    ids.dedup();
+    assert_eq!(sessions, ids.len());
+    assert!(!page.contains('\u{1b}'), "raw escape character in the page");
+    assert!(page.contains("<svg"), "no timeline");
+    for d in ["reroute", "allow"] {
+        assert!(page.contains(&format!("data-decision=\"{d}\"")), "{d}");
+    }
+
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the browser check: no chromium (apt-get install chromium)");
+        return;
+    };
+    let profile = dir.path().join("chromium-profile");
+    let headless = |extra: &[&str]| {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(format!("file://{}", index.display()))
+            .output()
+            .expect("run chromium")
+    };
+    let shot = dir.path().join("report.png");
+    let o = headless(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,2000",
+    ]);
+    assert!(
+        o.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    // The page's script ran: it counts the sessions it shows.
+    let o = headless(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        dom.contains(&format!("<span id=\"shown\">{}</span>", ids.len())),
+        "filter script did not run"
+    );
+}

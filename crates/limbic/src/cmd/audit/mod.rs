@@ -9,6 +9,7 @@ mod anchor;
 mod export;
 mod plot;
 mod replay;
+mod report;
 mod sessions;
 mod show;
 mod stats;
@@ -45,6 +46,9 @@ pub enum AuditCmd {
     /// Draw one session's timeline (emotion scores, stress signature, policy thresholds,
     /// decisions) as SVG or PNG.
     Plot(plot::PlotArgs),
+    /// Write DIR/index.html: one self-contained page with every session's timeline,
+    /// decisions and reasons, filterable by decision and session.
+    Report(report::ReportArgs),
 }
 
 /// The log named on the command line, else `$LIMBIC_HOME/audit.db`.
@@ -70,6 +74,7 @@ pub fn run(cmd: AuditCmd) -> Result<ExitCode> {
         AuditCmd::Export(a) => export::run(a),
         AuditCmd::Replay(a) => replay::run(a),
         AuditCmd::Plot(a) => plot::run(a),
+        AuditCmd::Report(a) => report::run(a),
     }
 }
 

@@ -64,7 +64,7 @@ fn decision_color(decision: &str) -> RGBColor {
     }
 }
 
-fn load_policy(spec: Option<&str>) -> Result<Policy> {
+pub(super) fn load_policy(spec: Option<&str>) -> Result<Policy> {
     match spec {
         None => Ok(Policy::builtin_default()?),
         Some(s) if Path::new(s).exists() => Policy::load(s).with_context(|| format!("policy {s}")),
@@ -103,10 +103,7 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
         None => FontSource::Auto,
     };
     let with_text = load_plot_font(&font);
-    let thresholds: Vec<(&str, f64)> = THRESHOLDS
-        .iter()
-        .filter_map(|t| policy.threshold(t).map(|v| (*t, f64::from(v))))
-        .collect();
+    let thresholds = thresholds_of(&policy);
     let title = format!(
         "session {} — {} steps (thresholds: policy {})",
         clean(&args.session),
@@ -144,6 +141,34 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy's stress thresholds that a timeline draws.
+pub(super) fn thresholds_of(policy: &Policy) -> Vec<(&'static str, f64)> {
+    THRESHOLDS
+        .iter()
+        .filter_map(|t| policy.threshold(t).map(|v| (*t, f64::from(v))))
+        .collect()
+}
+
+/// A timeline as SVG text (for pages that embed it).
+pub(super) fn svg_string(
+    rows: &[StepRow],
+    thresholds: &[(&str, f64)],
+    title: &str,
+    with_text: bool,
+    size: (u32, u32),
+) -> Result<String> {
+    let mut out = String::new();
+    draw(
+        SVGBackend::with_string(&mut out, size).into_drawing_area(),
+        rows,
+        thresholds,
+        title,
+        with_text,
+    )
+    .map_err(|e| anyhow!("drawing a timeline: {e}"))?;
+    Ok(out)
 }
 
 fn draw<DB: DrawingBackend>(
