@@ -52,7 +52,8 @@
 //! [`AuditSnapshot`] copies the database and its WAL to a private temporary
 //! directory and reads the copy, so offline audit never changes a byte of
 //! the log. Queries: summaries per session and global [`AuditStats`], full
-//! [`StepRow`]s, [`ConfigRow`]s, and JSONL / CSV exporters.
+//! [`StepRow`]s, [`ConfigRow`]s, and JSONL / CSV / Parquet / OTLP-JSON ([`otlp`])
+//! exporters.
 //!
 //! # Schema versions
 //! Schema changes bump `PRAGMA user_version`. A build refuses files newer
@@ -67,6 +68,8 @@ pub mod canonical;
 mod error;
 mod export;
 mod log;
+pub mod otlp;
+mod parquet_export;
 mod private;
 mod query;
 mod rows;
@@ -86,6 +89,7 @@ pub use log::{
     AuditLog, AuditOptions, ChainHead, CheckpointReport, ConfigRecord, DecisionRecord, Delivery,
     StepReceipt, StepRecord, MAX_TRACKER_STATE_BYTES,
 };
+pub use parquet_export::column_name as parquet_column_name;
 pub use private::create_private_dir_all;
 pub use query::{DecisionView, SessionSummary};
 pub use rows::{AuditStats, ConfigRow, StepRow};

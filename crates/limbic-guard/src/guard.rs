@@ -16,6 +16,7 @@ use limbic_policy::{Decision, Policy, PolicyHandle, PolicyWatcher, StepView};
 use limbic_vectors::Pack;
 
 use crate::api::{StepAnswer, StepRequest, NO_WORDS};
+use crate::profile::{ModelShape, Profile};
 use crate::scorer::{Reading, Scorer};
 
 /// Largest step number accepted (the audit log stores it as a signed 64-bit integer).
@@ -77,6 +78,43 @@ pub struct Guard {
     recorded_config: Option<(String, String)>,
     model_sha: String,
     model_name: String,
+    store_text: StoreText,
+}
+
+/// How a step's text reaches the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreText {
+    /// Verbatim.
+    #[default]
+    Full,
+    /// Only its sha256 (NULL text).
+    Hash,
+    /// With secrets (tokens, keys, passwords, by pattern) removed from the text, the
+    /// arguments and the reason before anything is written; scoring sees the original.
+    Redacted,
+}
+
+impl StoreText {
+    pub const ALL: [StoreText; 3] = [StoreText::Full, StoreText::Hash, StoreText::Redacted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreText::Full => "full",
+            StoreText::Hash => "hash",
+            StoreText::Redacted => "redacted",
+        }
+    }
+}
+
+impl std::str::FromStr for StoreText {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<StoreText> {
+        StoreText::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("store_text {s:?}: expected full, hash or redacted"))
+    }
 }
 
 impl Guard {
@@ -103,7 +141,14 @@ impl Guard {
             recorded_config: None,
             model_sha,
             model_name,
+            store_text: StoreText::Full,
         }
+    }
+
+    /// Sets how step text is written (the audit log must have been opened with
+    /// `store_text = false` for [`StoreText::Hash`]).
+    pub fn set_store_text(&mut self, mode: StoreText) {
+        self.store_text = mode;
     }
 
     pub fn scorer(&self) -> Option<&Scorer> {
@@ -396,12 +441,30 @@ impl Guard {
                 settings: serde_json::json!({
                     "policy": policy.origin(),
                     "fail_mode": policy.fail_mode().as_str(),
-                    "store_text": audit.options().store_text,
+                    "store_text": match (self.store_text, audit.options().store_text) {
+                        (_, false) => StoreText::Hash.as_str(),
+                        (mode, true) => mode.as_str(),
+                    },
                 }),
                 started_at_ms: limbic_audit::now_unix_ms(),
             })?;
             self.recorded_config = Some(key);
         }
+        // Redacted before the record exists: no unredacted copy reaches the log.
+        let redact = self.store_text == StoreText::Redacted;
+        let (text, args, reason) = if redact {
+            (
+                crate::redact::redact_text(&input.text),
+                crate::redact::redact_json(&input.action.args),
+                crate::redact::redact_text(&decision.reason),
+            )
+        } else {
+            (
+                input.text.clone(),
+                input.action.args.clone(),
+                decision.reason.clone(),
+            )
+        };
         audit.append_step(
             &StepRecord {
                 session_id: input.session.clone(),
@@ -409,8 +472,8 @@ impl Guard {
                 ts_start_ms: ts_start,
                 ts_end_ms: limbic_audit::now_unix_ms(),
                 tool: input.action.tool.clone(),
-                args: input.action.args.clone(),
-                text: input.text.clone(),
+                args,
+                text,
                 scores: outcome.scores.clone(),
                 peak: outcome.peaks.clone(),
                 stress_signature: stress,
@@ -425,7 +488,7 @@ impl Guard {
                     .as_ref()
                     .map(|r| r.kind().as_str().to_string()),
                 rule_id: decision.rule_id.clone(),
-                reason: decision.reason.clone(),
+                reason,
                 classes: decision.classes.clone(),
                 delivery,
                 delivery_note,
@@ -437,22 +500,32 @@ impl Guard {
 
 /// What a guard is built from. Every field has a sane default: the default model (fetched
 /// when missing), its committed pack, the built-in default policy and `$LIMBIC_HOME/audit.db`.
+/// A device [`Profile`] supplies defaults for the sizing fields and is checked at build.
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// A GGUF path or a known model name.
     pub model: Option<String>,
     /// Vector pack directory.
     pub pack: Option<PathBuf>,
-    /// Policy file (TOML).
+    /// Policy file (TOML); when `None`, the profile's policy, else the built-in default.
     pub policy: Option<PathBuf>,
     /// Audit database (SQLite).
     pub audit: Option<PathBuf>,
-    /// Store only the sha256 of each step's text in the audit log.
-    pub hash_text: bool,
+    /// How each step's text is written to the audit log.
+    pub store_text: StoreText,
     /// KV-cache size in tokens shared by the resident sessions.
     pub n_ctx: u32,
     /// Sessions that keep their KV cache resident at once.
     pub max_sessions: u32,
+    /// Tokens per decode call.
+    pub n_batch: u32,
+    /// CPU threads (`None`: all cores).
+    pub threads: Option<u32>,
+    /// Layers offloaded to a GPU (`None`: the build's default — all with a GPU feature).
+    pub gpu_layers: Option<u32>,
+    /// The device profile these values came from: its memory budget, tapped-layer cap and
+    /// fail mode are checked when the guard is built.
+    pub profile: Option<Profile>,
 }
 
 impl Default for GuardConfig {
@@ -462,9 +535,13 @@ impl Default for GuardConfig {
             pack: None,
             policy: None,
             audit: None,
-            hash_text: false,
+            store_text: StoreText::Full,
             n_ctx: 8192,
             max_sessions: 8,
+            n_batch: EngineConfig::default().n_batch,
+            threads: None,
+            gpu_layers: None,
+            profile: None,
         }
     }
 }
@@ -477,10 +554,45 @@ impl GuardConfig {
         }
     }
 
-    /// Builds the guard. A policy or audit problem is an error; a model or pack problem
-    /// leaves the guard in the policy's fail mode (reported by `scorer_error`).
+    /// The policy: the explicit file, else the profile's (a built-in name or a file), else the
+    /// built-in default. A profile whose own policy has another fail mode than the profile
+    /// is refused; an explicitly chosen policy wins with a warning.
+    fn load_policy(&self, watch_policy: bool) -> Result<PolicySource> {
+        let source = match (&self.policy, &self.profile) {
+            (Some(p), _) => PolicySource::load(Some(p), watch_policy)?,
+            (None, Some(profile)) => match profile.policy_path() {
+                Some(p) => PolicySource::load(Some(&p), watch_policy)?,
+                None => PolicySource::Fixed(Arc::new(
+                    Policy::builtin(&profile.policy)
+                        .with_context(|| format!("profile {}", profile.origin))?,
+                )),
+            },
+            (None, None) => PolicySource::load(None, watch_policy)?,
+        };
+        if let Some(profile) = &self.profile {
+            let mode = source.current().fail_mode();
+            if mode != profile.fail_mode {
+                let msg = format!(
+                    "profile {} expects fail_mode {} but the policy {} has fail_mode {}",
+                    profile.name,
+                    profile.fail_mode.as_str(),
+                    source.current().origin(),
+                    mode.as_str()
+                );
+                if self.policy.is_none() {
+                    anyhow::bail!("{msg}");
+                }
+                tracing::warn!("{msg} (the explicitly chosen policy wins)");
+            }
+        }
+        Ok(source)
+    }
+
+    /// Builds the guard. A policy or audit problem is an error, and so is a model that does
+    /// not fit the profile; a model or pack that cannot be used leaves the guard in the
+    /// policy's fail mode (reported by `scorer_error`).
     pub fn build(&self, watch_policy: bool) -> Result<Guard> {
-        let policy = PolicySource::load(self.policy.as_deref(), watch_policy)?;
+        let policy = self.load_policy(watch_policy)?;
         let audit_path = self.audit_path()?;
         if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             limbic_audit::create_private_dir_all(dir)
@@ -489,30 +601,84 @@ impl GuardConfig {
         let audit = AuditLog::open(
             &audit_path,
             AuditOptions {
-                store_text: !self.hash_text,
+                store_text: self.store_text != StoreText::Hash,
                 ..Default::default()
             },
         )?;
-        let scorer = self.build_scorer().map_err(|e| format!("{e:#}"));
-        Ok(Guard::new(scorer, policy, Some(audit)))
+        let parts = self.load_parts();
+        if let (Some(profile), Ok((model, pack))) = (&self.profile, &parts) {
+            let estimate = check_profile(profile, model, pack, self.n_ctx, self.n_batch)?;
+            tracing::info!("profile {}: {estimate}", profile.name);
+        }
+        let scorer = parts
+            .and_then(|(model, pack)| self.scorer_from(model, &pack))
+            .map_err(|e| format!("{e:#}"));
+        let mut guard = Guard::new(scorer, policy, Some(audit));
+        guard.set_store_text(self.store_text);
+        Ok(guard)
     }
 
-    pub fn build_scorer(&self) -> Result<Scorer> {
-        let model = crate::models::load_model(self.model.as_deref())?;
+    fn load_parts(&self) -> Result<(Arc<limbic_engine::Model>, Pack)> {
+        let model = crate::models::load_model_with(
+            self.model.as_deref(),
+            self.gpu_layers
+                .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
+        )?;
         let pack_dir = match &self.pack {
             Some(p) => p.clone(),
             None => crate::home::default_pack_dir(&model)?,
         };
         let pack = Pack::load(&pack_dir)
             .with_context(|| format!("loading vector pack {}", pack_dir.display()))?;
+        Ok((model, pack))
+    }
+
+    fn scorer_from(&self, model: Arc<limbic_engine::Model>, pack: &Pack) -> Result<Scorer> {
         Scorer::new(
             model,
-            &pack,
+            pack,
             EngineConfig {
                 n_ctx: self.n_ctx,
                 max_sessions: self.max_sessions,
+                n_batch: self.n_batch,
+                threads: self.threads.map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
                 ..Default::default()
             },
         )
     }
+
+    pub fn build_scorer(&self) -> Result<Scorer> {
+        let (model, pack) = self.load_parts()?;
+        self.scorer_from(model, &pack)
+    }
+}
+
+/// The pack's tapped layers and the model's size against the profile.
+fn check_profile(
+    profile: &Profile,
+    model: &limbic_engine::Model,
+    pack: &Pack,
+    n_ctx: u32,
+    n_batch: u32,
+) -> Result<crate::profile::MemoryEstimate> {
+    let info = model.info();
+    let mut layers: Vec<u32> = pack
+        .manifest()
+        .emotions
+        .values()
+        .flat_map(|e| e.layers.iter().copied())
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    profile.check_fits(
+        &ModelShape {
+            file_bytes: info.file_size,
+            n_layer: info.n_layer,
+            n_embd: info.n_embd,
+            n_vocab: info.n_vocab,
+        },
+        n_ctx,
+        n_batch,
+        u32::try_from(layers.len()).unwrap_or(u32::MAX),
+    )
 }

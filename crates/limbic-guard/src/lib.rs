@@ -4,9 +4,12 @@
 //! * [`render`] — how a step becomes tokens of the wrapped model, and which tokens count.
 //! * [`scorer`] — engine + probes + per-session trackers.
 //! * [`guard`] — scorer + policy + audit; configured by a plain [`GuardConfig`].
+//! * [`profile`] — device profiles (sizing, memory budget, fail mode, default policy).
+//! * [`redact`] — secrets removed from what the audit log stores (`store_text = redacted`).
 //! * [`home`], [`models`] — limbic's home directory, the known models, fetching, pack lookup.
 //! * [`build`] — the vector-pack pipeline (pool → fit → calibrate → weights → write).
 //! * [`eval`] — scoring labelled steps (AUROC tables, the keyword baseline).
+//! * [`replay`] — re-deciding an audit log's recorded steps under another policy.
 //! * [`sweep`] — decision curves and operating points chosen on held-out domains.
 
 #![forbid(unsafe_code)]
@@ -19,11 +22,15 @@ pub mod guard;
 pub mod home;
 pub mod jsonl;
 pub mod models;
+pub mod profile;
+pub mod redact;
 pub mod render;
+pub mod replay;
 pub mod scorer;
 pub mod sweep;
 
 pub use api::{Action, StepAnswer, StepRequest};
-pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected};
+pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
 pub use jsonl::read_jsonl;
+pub use profile::Profile;
 pub use scorer::{Reading, Scorer};

@@ -76,8 +76,20 @@ pub fn known(name: &str) -> Option<&'static KnownModel> {
 /// Loads a model by path or known name (the default model when `None`), fetching a
 /// known model that is not installed yet.
 pub fn load_model(spec: Option<&str>) -> Result<std::sync::Arc<Model>> {
+    load_model_with(spec, None)
+}
+
+/// [`load_model`] with `gpu_layers` layers offloaded (`None`: the build's default).
+pub fn load_model_with(
+    spec: Option<&str>,
+    gpu_layers: Option<i32>,
+) -> Result<std::sync::Arc<Model>> {
     let path = resolve(spec, true)?;
-    Model::load(&path, &ModelOptions::default()).with_context(|| "loading the model".to_string())
+    let mut options = ModelOptions::default();
+    if let Some(g) = gpu_layers {
+        options.n_gpu_layers = g;
+    }
+    Model::load(&path, &options).with_context(|| "loading the model".to_string())
 }
 
 /// Where a known model lives once fetched.

@@ -215,7 +215,18 @@ pub const FONT_CANDIDATES: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-const FONT_FAMILY: &str = "sans-serif";
+/// The family name fonts are registered under for plots (pass it to plotters' text styles).
+pub const FONT_FAMILY: &str = "sans-serif";
+
+/// Registers the font `source` names with plotters under [`FONT_FAMILY`]; false when none
+/// could be loaded (draw without text then). Shared by every plot limbic draws.
+pub fn load_plot_font(source: &FontSource) -> bool {
+    match source {
+        FontSource::Auto => auto_font(),
+        FontSource::File(font) => register_font_file(font),
+        FontSource::None => false,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PlotOptions {
@@ -305,11 +316,7 @@ pub fn plot_auroc_png(
             options.width, options.height
         )));
     }
-    let with_text = match &options.font {
-        FontSource::Auto => auto_font(),
-        FontSource::File(font) => register_font_file(font),
-        FontSource::None => false,
-    };
+    let with_text = load_plot_font(&options.font);
     draw(table, path, options, with_text).map_err(fail)?;
     Ok(PlotInfo { with_text })
 }

@@ -165,13 +165,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             lengths,
             steps,
             json,
-        }) => cmd::bench::guard(&guard.config(), &steps, &lengths, json),
+        }) => cmd::bench::guard(&guard.config()?, &steps, &lengths, json),
         Command::Bench(BenchCmd::Load {
             guard,
             sessions,
             steps,
             data,
             json,
-        }) => cmd::bench::load(&guard.config(), &data, &sessions, steps, json),
+        }) => cmd::bench::load(&guard.config()?, &data, &sessions, steps, json),
     }
 }

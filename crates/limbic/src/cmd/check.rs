@@ -69,7 +69,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     }
     let file = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
-    let mut guard = args.guard.config().build(false)?;
+    let mut guard = args.guard.config()?.build(false)?;
     if let Some(reason) = guard.scorer_error() {
         eprintln!(
             "warning: probes unavailable, deciding by fail mode ({}): {reason}",
@@ -154,7 +154,7 @@ fn fmt_rates(r: &Rates) -> String {
 
 fn sweep(args: &CheckArgs) -> Result<ExitCode> {
     let steps = labelled_steps(&args.input)?;
-    let config = args.guard.config();
+    let config = args.guard.config()?;
     let model = limbic_guard::models::load_model(config.model.as_deref())?;
     let pack_dir = match &config.pack {
         Some(p) => p.clone(),

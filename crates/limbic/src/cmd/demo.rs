@@ -32,7 +32,7 @@ pub fn run(mut args: DemoArgs) -> Result<ExitCode> {
         .collect();
     files.sort();
     eprintln!("loading the guard (the default model is fetched on first use)...");
-    let mut guard = args.guard.config().build(false)?;
+    let mut guard = args.guard.config()?.build(false)?;
     if let Some(reason) = guard.scorer_error() {
         anyhow::bail!("the demo needs the model and its vector pack: {reason}");
     }

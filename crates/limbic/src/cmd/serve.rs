@@ -40,7 +40,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = ServerConfig::new(args.addr, args.socket, args.guard.config());
+    let mut config = ServerConfig::new(args.addr, args.socket, args.guard.config()?);
     config.watch_policy = args.watch_policy;
     config.token_file = args.token_file;
     config.max_connections = args.max_connections;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit;
 mod daemon;
 mod guard;
 mod hooks;
