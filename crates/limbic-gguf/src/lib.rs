@@ -13,6 +13,8 @@
 //!
 //! Only little-endian GGUF v2 and v3 are supported (v1 used 32-bit counts).
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod half;
 mod reader;

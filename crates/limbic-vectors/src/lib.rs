@@ -9,6 +9,8 @@
 //! * [`select`] — cross-validated layer selection with a label-permutation control.
 //! * [`eval`] — AUROC tables and PNG plots.
 
+#![forbid(unsafe_code)]
+
 pub mod cvec;
 pub mod eval;
 pub mod math;
