@@ -263,22 +263,28 @@ async fn run_listeners(
         metrics: parts.metrics,
     };
     let limits = Arc::new(limits);
+    // Every listener is bound before any is announced: whoever waits for the first
+    // "listening" line can use all of them.
+    let mut unix_listeners = Vec::new();
+    for path in &sockets {
+        let unix = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("listening on {}", path.display()))?;
+        unix_listeners.push((path, unix));
+    }
     let mut servers = Vec::new();
-    if let Some(tcp) = tcp {
-        eprintln!("limbic serve: listening on http://{}", tcp.local_addr()?);
+    for (path, unix) in unix_listeners {
+        eprintln!("limbic serve: listening on unix:{}", path.display());
         servers.push(tokio::spawn(accept_loop(
-            tcp,
+            unix,
             app.clone(),
             limits.clone(),
             stop_rx.clone(),
         )));
     }
-    for path in &sockets {
-        let unix = tokio::net::UnixListener::bind(path)
-            .with_context(|| format!("listening on {}", path.display()))?;
-        eprintln!("limbic serve: listening on unix:{}", path.display());
+    if let Some(tcp) = tcp {
+        eprintln!("limbic serve: listening on http://{}", tcp.local_addr()?);
         servers.push(tokio::spawn(accept_loop(
-            unix,
+            tcp,
             app.clone(),
             limits.clone(),
             stop_rx.clone(),

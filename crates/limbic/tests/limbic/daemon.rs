@@ -338,7 +338,7 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
             "--max-connections",
             "2",
             "--header-timeout-ms",
-            "500",
+            "2000",
         ],
     );
     let (status, body) = http(&daemon.addr, "GET", "/health", None);
@@ -368,6 +368,7 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 
     // Two clients that never finish their headers fill the cap; a third is closed at once.
+    let connected = std::time::Instant::now();
     let slow: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(&daemon.addr).unwrap();
@@ -375,7 +376,8 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
             s
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Time for the daemon to accept both (the machine may be busy), well within 2 s.
+    std::thread::sleep(std::time::Duration::from_millis(700));
     let mut third = std::net::TcpStream::connect(&daemon.addr).unwrap();
     third
         .set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -389,7 +391,6 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
         String::from_utf8_lossy(&buf)
     );
     // The slow ones are dropped after the header timeout (hyper answers 408 or closes).
-    let started = std::time::Instant::now();
     for mut s in slow {
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
@@ -397,19 +398,21 @@ fn slow_clients_are_cut_off_connections_capped_health_degraded_and_files_kept() 
         let _ = s.read_to_end(&mut sink);
     }
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
+        connected.elapsed() < std::time::Duration::from_secs(8),
         "slow clients held for {:?}",
-        started.elapsed()
+        connected.elapsed()
     );
     // Slots are free again.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let (status, _) = http(&daemon.addr, "GET", "/health", None);
     assert_eq!(status, 200);
     let (_, metrics) = http(&daemon.addr, "GET", "/metrics", None);
-    assert!(
-        metrics.contains("limbic_connections_refused_total 1"),
-        "{metrics}"
-    );
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("limbic_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "{metrics}");
 }
 
 #[test]
