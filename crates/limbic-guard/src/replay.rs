@@ -7,13 +7,17 @@
 //! reproduced, and each replayed step lists it in `limits`: a step stored without its text
 //! (`store_text = hash`) is decided with empty text (a `text_not` pattern cannot lower a
 //! class), a redacted text is read in its redacted form, and an unscored step is decided by
-//! the fail mode again.
+//! the fail mode again. Given a model and pack, steps whose text was stored verbatim are
+//! scored again (per session, in order, so trackers evolve as they did) before re-deciding.
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use limbic_audit::{AuditLog, StepRow};
 use limbic_policy::{Decision, Policy, StepView};
+
+use crate::api::{Action, NO_WORDS};
+use crate::scorer::Scorer;
 use serde::{Deserialize, Serialize};
 
 /// One decision: recorded or replayed.
@@ -56,6 +60,8 @@ pub struct ReplaySummary {
     pub redacted_text: u64,
     /// Steps recorded without a stress reading (decided by the fail mode).
     pub unscored: u64,
+    /// Steps scored again with the given model and pack (the rest use the stored readings).
+    pub rescored: u64,
 }
 
 /// How the text of the steps recorded under each config row was stored.
@@ -161,11 +167,52 @@ pub fn kind_label(o: &Outcome) -> String {
     }
 }
 
-/// Replays every step (of one session, or all) in chain order, handing each to `sink`.
+/// The stored step with its reading replaced by a fresh one from `scorer`, when the log kept
+/// the text verbatim; the reason (the stored reading is used) otherwise.
+fn rescore(
+    scorer: &mut Scorer,
+    row: &StepRow,
+    mode: Option<&str>,
+) -> std::result::Result<StepRow, String> {
+    let Some(text) = row.text.as_deref() else {
+        return Err("text not stored: not re-scored, the recorded reading is used".into());
+    };
+    if mode == Some("redacted") {
+        return Err("text stored redacted: not re-scored, the recorded reading is used".into());
+    }
+    let words = if text.trim().is_empty() {
+        NO_WORDS
+    } else {
+        text
+    };
+    let action = Action {
+        tool: row.tool.clone(),
+        args: row.args.clone(),
+    }
+    .text();
+    let reading = scorer
+        .score(&row.session_id, words, &action)
+        .map_err(|e| format!("re-scoring failed ({e:#}): the recorded reading is used"))?;
+    let finite = |z: f32| z.is_finite().then_some(f64::from(z));
+    let mut fresh = row.clone();
+    fresh.stress_signature = finite(reading.signature);
+    fresh.spike = reading.track.spike;
+    fresh.scores = reading
+        .scores
+        .iter()
+        .map(|(k, z)| (k.clone(), finite(*z)))
+        .collect();
+    Ok(fresh)
+}
+
+/// Replays every step (of one session, or all) in chain order, handing each to `sink`. With
+/// a `scorer` (a model and pack), steps whose text was stored are scored again, in order per
+/// session, and decided on the new reading.
 pub fn replay_log(
     log: &AuditLog,
     policy: &Policy,
     session: Option<&str>,
+    mut scorer: Option<&mut Scorer>,
     mut sink: impl FnMut(&ReplayedStep) -> Result<()>,
 ) -> Result<ReplaySummary> {
     let modes = text_modes(log)?;
@@ -175,7 +222,23 @@ pub fn replay_log(
             .config_row
             .and_then(|c| modes.get(&c))
             .map(String::as_str);
-        let r = replay_step(policy, &row, mode);
+        let mut note = None;
+        let row = match scorer.as_deref_mut() {
+            Some(sc) => match rescore(sc, &row, mode) {
+                Ok(fresh) => {
+                    summary.rescored += 1;
+                    note = Some("re-scored with the given model and pack".to_string());
+                    fresh
+                }
+                Err(why) => {
+                    note = Some(why);
+                    row
+                }
+            },
+            None => row,
+        };
+        let mut r = replay_step(policy, &row, mode);
+        r.limits.extend(note);
         summary.steps += 1;
         if row.text.is_none() {
             summary.without_text += 1;

@@ -422,7 +422,7 @@ fn fixture_steps(f: &Fixture) -> usize {
 
 /// Replays the fixture log under `policy` and checks every replayed decision against a fresh
 /// `limbic check` with that policy; returns how many decisions the replay changed.
-fn replay_equals_fresh_check(policy: &Path) -> usize {
+fn replay_equals_fresh_check(policy: &Path, extra: &[&str]) -> (usize, String) {
     let f = fixture();
     let dir = tempdir();
     let replayed = dir.path().join("replay.jsonl");
@@ -434,7 +434,10 @@ fn replay_equals_fresh_check(policy: &Path) -> usize {
             policy.to_str().expect("utf8"),
             "--output",
             replayed.to_str().expect("utf8"),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     ));
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = stdout(&o);
@@ -462,12 +465,30 @@ fn replay_equals_fresh_check(policy: &Path) -> usize {
             );
         }
     }
-    replayed.iter().filter(|r| r["changed"] == true).count()
+    let changed = replayed.iter().filter(|r| r["changed"] == true).count();
+    (changed, summary)
 }
 
 #[test]
 fn replay_under_workstation_equals_a_fresh_check_with_it() {
-    replay_equals_fresh_check(&repo().join("firmware-configs/policy.workstation.toml"));
+    replay_equals_fresh_check(
+        &repo().join("firmware-configs/policy.workstation.toml"),
+        &[],
+    );
+}
+
+#[test]
+fn replay_can_rescore_with_the_model_and_still_equals_a_fresh_check() {
+    let model = model_path();
+    let (_, summary) = replay_equals_fresh_check(
+        &repo().join("firmware-configs/policy.workstation.toml"),
+        &["--model", model.to_str().expect("utf8")],
+    );
+    let steps = fixture_steps(fixture());
+    assert!(
+        summary.contains(&format!("re-scored {steps} of {steps} steps")),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -485,7 +506,7 @@ fn replay_under_a_stricter_policy_says_what_changes_and_matches_a_fresh_check() 
     let dir = tempdir();
     let path = dir.path().join("strict.toml");
     std::fs::write(&path, strict).expect("write policy");
-    let changed = replay_equals_fresh_check(&path);
+    let (changed, _) = replay_equals_fresh_check(&path, &[]);
     assert!(changed > 0, "a much stricter policy changed no decision");
 }
 

@@ -221,10 +221,19 @@ fn draw<DB: DrawingBackend>(
         let mut mesh = chart.configure_mesh();
         mesh.light_line_style(WHITE.mix(0.0));
         if with_text {
+            // Whole step numbers only: fractional ticks would round to repeated labels.
+            let span = (x_range.end - x_range.start).ceil().clamp(2.0, 25.0) as usize;
             mesh.x_desc("step")
                 .y_desc("z (neutral sigmas)")
                 .label_style((FONT_FAMILY, 13))
-                .x_label_formatter(&|x| format!("{}", x.round() as i64));
+                .x_labels(span + 1)
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() < 1e-6 {
+                        format!("{}", x.round() as i64)
+                    } else {
+                        String::new()
+                    }
+                });
         } else {
             mesh.x_labels(0).y_labels(0);
         }

@@ -29,6 +29,13 @@ pub struct ReplayArgs {
     /// Print every step, not only the changed ones.
     #[arg(long)]
     all: bool,
+    /// Re-score the steps whose text was stored with this model (GGUF path or known name)
+    /// before re-deciding; without --model/--pack the recorded readings are used.
+    #[arg(long)]
+    model: Option<String>,
+    /// Vector pack for re-scoring (default: the model's committed pack).
+    #[arg(long)]
+    pack: Option<PathBuf>,
 }
 
 fn load_policy(spec: &str) -> Result<Policy> {
@@ -50,27 +57,47 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
+    let mut scorer = if args.model.is_some() || args.pack.is_some() {
+        let config = limbic_guard::GuardConfig {
+            model: args.model.clone(),
+            pack: args.pack.clone(),
+            ..Default::default()
+        };
+        Some(
+            config
+                .build_scorer()
+                .context("loading the model and pack to re-score")?,
+        )
+    } else {
+        None
+    };
     let mut noted_limits = std::collections::BTreeSet::new();
-    let summary = replay_log(&snap, &policy, args.session.as_deref(), |r| {
-        if let Some(out) = out.as_mut() {
-            serde_json::to_writer(&mut *out, r)?;
-            out.write_all(b"\n")?;
-        }
-        if r.changed || args.all {
-            println!(
-                "{} step {:>3}  {:<10} stress {:>6}  {:<18} -> {:<18} {}",
-                clean(&r.session),
-                r.step,
-                clean(&r.tool),
-                stress(r.stress),
-                kind_label(&r.recorded),
-                kind_label(&r.replayed),
-                if r.changed { clean(&r.why) } else { "".into() }
-            );
-        }
-        noted_limits.extend(r.limits.iter().cloned());
-        Ok(())
-    })?;
+    let summary = replay_log(
+        &snap,
+        &policy,
+        args.session.as_deref(),
+        scorer.as_mut(),
+        |r| {
+            if let Some(out) = out.as_mut() {
+                serde_json::to_writer(&mut *out, r)?;
+                out.write_all(b"\n")?;
+            }
+            if r.changed || args.all {
+                println!(
+                    "{} step {:>3}  {:<10} stress {:>6}  {:<18} -> {:<18} {}",
+                    clean(&r.session),
+                    r.step,
+                    clean(&r.tool),
+                    stress(r.stress),
+                    kind_label(&r.recorded),
+                    kind_label(&r.replayed),
+                    if r.changed { clean(&r.why) } else { "".into() }
+                );
+            }
+            noted_limits.extend(r.limits.iter().cloned());
+            Ok(())
+        },
+    )?;
     if let Some(mut out) = out {
         out.flush().context("writing the replay output")?;
     }
@@ -84,6 +111,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     );
     for (t, n) in &summary.transitions {
         println!("  {n:>5}  {t}");
+    }
+    if scorer.is_some() {
+        println!(
+            "re-scored {} of {} steps with the given model and pack",
+            summary.rescored, summary.steps
+        );
     }
     if summary.without_text + summary.redacted_text + summary.unscored > 0 {
         println!(

@@ -204,7 +204,7 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         }
         page.push_str("</table></section>");
     }
-    let _ = write!(page, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
 
     ensure_dir(&args.out)?;
     let index = args.out.join("index.html");
