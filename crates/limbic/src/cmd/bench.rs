@@ -363,7 +363,9 @@ pub fn load(
         let mut latencies = Vec::with_capacity(n * steps_per_session);
         let started = Instant::now();
         while !queue.is_empty() {
-            let batch: Vec<(usize, Instant)> = queue.drain(..queue.len().min(limbic_server::MAX_BATCH)).collect();
+            let batch: Vec<(usize, Instant)> = queue
+                .drain(..queue.len().min(limbic_server::MAX_BATCH))
+                .collect();
             let requests: Vec<limbic_guard::StepRequest> = batch
                 .iter()
                 .map(|&(s, _)| {
