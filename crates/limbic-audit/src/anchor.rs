@@ -83,6 +83,14 @@ impl AnchorKey {
     /// Loads the key at `path`, or creates it (mode 0600, parent directories
     /// 0700) if nothing is there. Two processes racing to create it end up
     /// with the same key: the file appears atomically and is never replaced.
+    /// The key used when none is named: `<log>.key` beside the log, so the daemon's user
+    /// owns both.
+    pub fn default_path(db: &Path) -> std::path::PathBuf {
+        let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".key");
+        db.with_file_name(name)
+    }
+
     pub fn load_or_create(path: impl AsRef<Path>) -> Result<AnchorKey> {
         let path = path.as_ref();
         if path.exists() {

@@ -64,6 +64,11 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Interval between WAL checkpoints of the audit log.
     pub checkpoint_every: Duration,
+    /// Where to write a signed anchor of the verified chain head after every checkpoint
+    /// (and at shutdown); `None`: no periodic anchors.
+    pub anchor_out: Option<PathBuf>,
+    /// The anchor's ed25519 key; `None`: `<audit>.key`, created 0600 if missing.
+    pub anchor_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -78,6 +83,8 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            anchor_out: None,
+            anchor_key: None,
         }
     }
 }
@@ -145,7 +152,25 @@ pub fn serve(config: ServerConfig) -> Result<()> {
 
     let perf = Arc::new(Mutex::new(limbic_engine::PerfStats::default()));
     let metrics = Arc::new(Metrics::default());
-    let (tx, worker) = worker::spawn(guard, perf.clone(), metrics.clone())?;
+    // The anchor key is loaded before the first step, so a bad key stops the start.
+    let anchor = match &config.anchor_out {
+        Some(out) => {
+            let db = config.guard.audit_path()?;
+            let key_path = config
+                .anchor_key
+                .clone()
+                .unwrap_or_else(|| limbic_audit::AnchorKey::default_path(&db));
+            let key = limbic_audit::AnchorKey::load_or_create(&key_path)
+                .with_context(|| format!("anchor key {}", key_path.display()))?;
+            Some(worker::Anchoring {
+                db,
+                key,
+                out: out.clone(),
+            })
+        }
+        None => None,
+    };
+    let (tx, worker) = worker::spawn(guard, anchor, perf.clone(), metrics.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,6 +3,7 @@
 //! sessions share the forward pass (the engine batches them across KV sequences) and
 //! throughput grows with concurrency instead of latency.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,9 +42,32 @@ const QUEUE: usize = 1024;
 /// Most steps checked in one batch (the engine further splits by resident sessions).
 pub const MAX_BATCH: usize = 32;
 
+/// Periodic anchors: after each checkpoint the verified head is signed and written out,
+/// so a copy of the anchor kept elsewhere can later prove the log was not cut or rewritten.
+pub(crate) struct Anchoring {
+    pub(crate) db: PathBuf,
+    pub(crate) key: limbic_audit::AnchorKey,
+    pub(crate) out: PathBuf,
+}
+
+impl Anchoring {
+    fn write(&self) {
+        // Verifying reads the whole log: fine at checkpoint intervals, off the hot path
+        // only in the sense that steps wait for it like for the checkpoint itself.
+        match limbic_audit::anchor_verified(&self.db, &self.key)
+            .map_err(anyhow::Error::from)
+            .and_then(|a| a.write(&self.out).map(|()| a).map_err(anyhow::Error::from))
+        {
+            Ok(a) => tracing::info!("audit anchored at seq {} -> {}", a.seq, self.out.display()),
+            Err(e) => tracing::warn!("audit anchor failed: {e:#}"),
+        }
+    }
+}
+
 /// Starts the worker.
 pub(crate) fn spawn(
     mut guard: Guard,
+    anchor: Option<Anchoring>,
     perf: Arc<Mutex<limbic_engine::PerfStats>>,
     metrics: Arc<Metrics>,
 ) -> Result<(mpsc::Sender<Work>, JoinHandle<()>)> {
@@ -66,8 +90,13 @@ pub(crate) fn spawn(
                     }
                 }
                 if checkpoint {
-                    if let Err(e) = guard.checkpoint() {
-                        tracing::warn!("audit checkpoint failed: {e:#}");
+                    match guard.checkpoint() {
+                        Err(e) => tracing::warn!("audit checkpoint failed: {e:#}"),
+                        Ok(_) => {
+                            if let Some(a) = &anchor {
+                                a.write();
+                            }
+                        }
                     }
                 }
                 if jobs.is_empty() {
@@ -111,6 +140,9 @@ pub(crate) fn spawn(
                 }
                 Ok(_) => eprintln!("limbic serve: audit log checkpointed"),
                 Err(e) => eprintln!("limbic serve: audit checkpoint failed: {e:#}"),
+            }
+            if let Some(a) = &anchor {
+                a.write();
             }
         })
         .context("starting the guard thread")?;

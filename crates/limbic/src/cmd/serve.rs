@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Seconds between checkpoints of the audit log's WAL into the database file.
     #[arg(long, default_value_t = limbic_server::DEFAULT_CHECKPOINT_EVERY.as_secs())]
     checkpoint_secs: u64,
+    /// After every checkpoint and at shutdown, sign the verified chain head and write it
+    /// here (`limbic audit verify --anchor FILE` checks a log against it). Keep copies
+    /// elsewhere: an anchor proves the log was not cut or rewritten after it.
+    #[arg(long, env = "LIMBIC_ANCHOR_OUT")]
+    anchor_out: Option<PathBuf>,
+    /// ed25519 key for the anchors (default `<audit>.key`, created mode 0600 if missing).
+    #[arg(long, requires = "anchor_out")]
+    anchor_key: Option<PathBuf>,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -46,6 +54,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     config.max_connections = args.max_connections;
     config.header_timeout = Duration::from_millis(args.header_timeout_ms.max(1));
     config.checkpoint_every = Duration::from_secs(args.checkpoint_secs.max(1));
+    config.anchor_out = args.anchor_out;
+    config.anchor_key = args.anchor_key;
     limbic_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }

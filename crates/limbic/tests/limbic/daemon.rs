@@ -148,6 +148,8 @@ fn only_token_holders_are_served_and_answers_are_signed() {
             "http://127.0.0.1:0/",
             "--audit",
             audit.to_str().unwrap(),
+            "--anchor-out",
+            dir.path().join("auth.anchor.json").to_str().unwrap(),
         ],
     );
     assert!(daemon.token.len() >= 32, "token {:?}", daemon.token);
@@ -288,6 +290,30 @@ fn only_token_holders_are_served_and_answers_are_signed() {
         .args(["audit", "verify", "--audit"])
         .arg(copy.join("auth.db")));
     assert!(verify.status.success(), "{}", stderr(&verify));
+    // The shutdown anchor names the last row: the copy extends it...
+    let anchor = dir.path().join("auth.anchor.json");
+    let with_anchor = |db: &std::path::Path| {
+        run(limbic(dir.path())
+            .args(["audit", "verify", "--audit"])
+            .arg(db)
+            .arg("--anchor")
+            .arg(&anchor)
+            .arg("--key")
+            .arg(dir.path().join("auth.db.key")))
+    };
+    let anchored = with_anchor(&copy.join("auth.db"));
+    assert!(anchored.status.success(), "{}", stderr(&anchored));
+    // ...and a copy cut back by its last row no longer does.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    std::fs::copy(&audit, cut.join("auth.db")).unwrap();
+    let deleted = std::process::Command::new("sqlite3")
+        .arg(cut.join("auth.db"))
+        .arg("DELETE FROM decisions WHERE rowid = (SELECT max(rowid) FROM decisions)")
+        .status()
+        .expect("sqlite3");
+    assert!(deleted.success());
+    assert!(!with_anchor(&cut.join("auth.db")).status.success());
     let show = run(limbic(dir.path())
         .args(["audit", "show", "--audit"])
         .arg(copy.join("auth.db")));

@@ -1,6 +1,6 @@
 //! `limbic audit anchor`: sign the verified chain head.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -21,16 +21,9 @@ pub struct AnchorArgs {
     key: Option<PathBuf>,
 }
 
-/// The key used when none is named: beside the log, so the daemon's user owns both.
-pub fn default_key_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".key");
-    db.with_file_name(name)
-}
-
 pub fn run(args: AnchorArgs) -> Result<ExitCode> {
     let path = audit_path(args.audit)?;
-    let key_path = args.key.unwrap_or_else(|| default_key_path(&path));
+    let key_path = args.key.unwrap_or_else(|| AnchorKey::default_path(&path));
     let key = AnchorKey::load_or_create(&key_path)
         .with_context(|| format!("anchor key {}", key_path.display()))?;
     // Verify and sign a private copy: the log itself is not opened.

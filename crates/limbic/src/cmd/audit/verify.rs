@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use limbic_audit::{verify_with_anchor, AnchorKey, AnchorPublicKey, SignedAnchor, VerifyReport};
 
-use super::{anchor::default_key_path, audit_path, snapshot};
+use super::{audit_path, snapshot};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -66,7 +66,7 @@ fn trusted_key(public_key: Option<&str>, key: Option<&Path>, db: &Path) -> Resul
     }
     let key_path = match key {
         Some(k) => k.to_path_buf(),
-        None => default_key_path(db),
+        None => limbic_audit::AnchorKey::default_path(db),
     };
     if !key_path.exists() {
         bail!(
