@@ -570,9 +570,22 @@ fn configure(conn: &Connection, path: &Path, options: &AuditOptions) -> Result<(
     // Set first: switching to WAL itself may have to wait for other processes.
     conn.busy_timeout(options.busy_timeout)
         .ctx(path, "setting busy timeout")?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .ctx(path, "enabling WAL journal mode")?;
+    // SQLite may answer the switch with SQLITE_BUSY at once, without calling the busy
+    // handler, while another connection is creating the same file: retry within the timeout.
+    let started = std::time::Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && started.elapsed() < options.busy_timeout =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other.ctx(path, "enabling WAL journal mode")?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(AuditError::Corrupt {
             path: path.to_path_buf(),
