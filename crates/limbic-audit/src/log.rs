@@ -96,19 +96,23 @@ pub enum Delivery {
     Late,
     /// The answer was never sent (client gone, daemon shutting down).
     Undelivered,
+    /// Native mode: this try was rerouted, rolled back and generated again; the
+    /// agent never saw it (a later row of the same turn holds what it was told).
+    Regenerated,
 }
 
 impl Delivery {
-    /// The stored value: NULL for `Delivered`, else `late` / `undelivered`.
+    /// The stored value: NULL for `Delivered`, else `late` / `undelivered` / `regenerated`.
     pub fn as_stored(self) -> Option<&'static str> {
         match self {
             Delivery::Delivered => None,
             Delivery::Late => Some("late"),
             Delivery::Undelivered => Some("undelivered"),
+            Delivery::Regenerated => Some("regenerated"),
         }
     }
 
-    /// `delivered`, `late` or `undelivered`.
+    /// `delivered`, `late`, `undelivered` or `regenerated`.
     pub fn as_str(self) -> &'static str {
         self.as_stored().unwrap_or("delivered")
     }
@@ -119,6 +123,7 @@ impl Delivery {
             None => Some(Delivery::Delivered),
             Some("late") => Some(Delivery::Late),
             Some("undelivered") => Some(Delivery::Undelivered),
+            Some("regenerated") => Some(Delivery::Regenerated),
             Some(_) => None,
         }
     }

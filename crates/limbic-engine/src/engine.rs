@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::error::EngineError;
 use crate::model::Model;
 use crate::raw::{ContextParams, RawContext, RawSampler};
+
 use crate::taps::{TapState, TokenTap};
 
 /// How an [`Engine`] is sized.
@@ -70,6 +71,17 @@ pub struct GenerateParams {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: u32,
+    /// Constrains what may be sampled (tool calls that must parse).
+    pub grammar: Option<Grammar>,
+}
+
+/// A GBNF grammar (root rule `root`) for [`GenerateParams`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grammar {
+    pub text: String,
+    /// A regex over the output: the grammar applies only from its first match on
+    /// (everything before it is free). `None`: it applies from the first token.
+    pub lazy_trigger: Option<String>,
 }
 
 impl Default for GenerateParams {
@@ -79,6 +91,7 @@ impl Default for GenerateParams {
             temperature: 0.0,
             top_p: 0.95,
             seed: 0,
+            grammar: None,
         }
     }
 }
@@ -443,7 +456,13 @@ impl Engine {
         on_token: &mut dyn FnMut(&TokenTap<'_>, &str) -> ControlFlow<()>,
     ) -> Result<GenerateOutcome, EngineError> {
         self.append_tokens(id, prompt, on_prompt)?;
-        let mut sampler = RawSampler::new(params.temperature, params.top_p, params.seed)?;
+        let mut sampler = RawSampler::new(
+            &self.model.raw,
+            params.temperature,
+            params.top_p,
+            params.seed,
+            params.grammar.as_ref(),
+        )?;
         let mut generated = Vec::new();
         let mut text = String::new();
         let mut stop = StopReason::MaxTokens;

@@ -31,6 +31,8 @@ pub enum EngineError {
     Decode(String),
     #[error("taps: {0}")]
     Taps(String),
+    #[error("grammar: {0}")]
+    Grammar(String),
     #[error("steering: {0}")]
     Steering(String),
     #[error("session {0:?} does not exist")]

@@ -16,8 +16,8 @@ mod validate;
 mod window;
 
 pub use engine::{
-    AppendOutcome, Engine, EngineConfig, EngineStats, GenerateOutcome, GenerateParams, PerfStats,
-    StopReason, DEFAULT_STATE_BUDGET,
+    AppendOutcome, Engine, EngineConfig, EngineStats, GenerateOutcome, GenerateParams, Grammar,
+    PerfStats, StopReason, DEFAULT_STATE_BUDGET,
 };
 pub use error::EngineError;
 pub use model::{file_sha256, ChatMessage, Model, ModelInfo, ModelOptions};

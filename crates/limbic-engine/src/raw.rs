@@ -11,6 +11,7 @@ use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
 
+use crate::engine::Grammar;
 use crate::error::EngineError;
 use crate::taps::TapState;
 
@@ -79,7 +80,7 @@ impl RawModel {
         self.0.as_ptr()
     }
 
-    fn vocab(&self) -> *const sys::llama_vocab {
+    pub(crate) fn vocab(&self) -> *const sys::llama_vocab {
         // SAFETY: the model pointer is valid for self's lifetime; the vocab lives inside it.
         unsafe { sys::llama_model_get_vocab(self.as_ptr()) }
     }
@@ -535,10 +536,25 @@ impl Drop for RawContext {
 pub(crate) struct RawSampler(NonNull<sys::llama_sampler>);
 
 impl RawSampler {
-    pub(crate) fn new(temperature: f32, top_p: f32, seed: u32) -> Result<Self, EngineError> {
+    /// A sampler chain: the grammar (if any) first, so every later stage only sees tokens
+    /// the grammar allows; then greedy (`temperature <= 0`) or top-p + temperature.
+    pub(crate) fn new(
+        model: &RawModel,
+        temperature: f32,
+        top_p: f32,
+        seed: u32,
+        grammar: Option<&Grammar>,
+    ) -> Result<Self, EngineError> {
+        let grammar_sampler = match grammar {
+            Some(g) => Some(grammar_sampler(model, g)?),
+            None => None,
+        };
         // SAFETY: each init returns a fresh sampler that the chain takes ownership of.
         let ptr = unsafe {
             let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            if let Some(g) = grammar_sampler {
+                sys::llama_sampler_chain_add(chain, g.as_ptr());
+            }
             if temperature <= 0.0 {
                 sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_greedy());
             } else {
@@ -558,6 +574,42 @@ impl RawSampler {
         // SAFETY: both pointers valid; idx -1 = the last output of the last decode.
         unsafe { sys::llama_sampler_sample(self.0.as_ptr(), ctx.as_ptr(), -1) }
     }
+}
+
+/// llama.cpp's grammar sampler for `grammar` (lazy: it starts constraining only once the
+/// output matches the trigger pattern, so free text can come first).
+fn grammar_sampler(
+    model: &RawModel,
+    grammar: &Grammar,
+) -> Result<NonNull<sys::llama_sampler>, EngineError> {
+    let bad = |what: &str| EngineError::Grammar(format!("{what} contains a NUL byte"));
+    let text = CString::new(grammar.text.as_str()).map_err(|_| bad("the grammar"))?;
+    let root = CString::new("root").map_err(|_| bad("the root name"))?;
+    let ptr = match &grammar.lazy_trigger {
+        None => {
+            // SAFETY: valid vocab; the strings outlive the call (llama.cpp copies them).
+            unsafe { sys::llama_sampler_init_grammar(model.vocab(), text.as_ptr(), root.as_ptr()) }
+        }
+        Some(trigger) => {
+            let pattern = CString::new(trigger.as_str()).map_err(|_| bad("the trigger"))?;
+            let mut patterns = [pattern.as_ptr()];
+            // SAFETY: as above; one pattern, no trigger tokens.
+            unsafe {
+                sys::llama_sampler_init_grammar_lazy_patterns(
+                    model.vocab(),
+                    text.as_ptr(),
+                    root.as_ptr(),
+                    patterns.as_mut_ptr(),
+                    1,
+                    std::ptr::null(),
+                    0,
+                )
+            }
+        }
+    };
+    NonNull::new(ptr).ok_or_else(|| {
+        EngineError::Grammar("llama.cpp could not parse the grammar (see its log)".into())
+    })
 }
 
 impl Drop for RawSampler {

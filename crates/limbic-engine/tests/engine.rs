@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use limbic_engine::{
-    Engine, EngineConfig, EngineError, GenerateParams, Model, ModelOptions, StopReason,
+    Engine, EngineConfig, EngineError, GenerateParams, Grammar, Model, ModelOptions, StopReason,
 };
 
 #[path = "engine/windows.rs"]
@@ -371,6 +371,7 @@ fn generation_is_reproducible_and_taps_each_token() {
         temperature: 0.9,
         top_p: 0.9,
         seed: 7,
+        grammar: None,
     };
     let c = run(&mut e, "s1", &sampled);
     e.close_session("s1");
@@ -389,6 +390,70 @@ fn generation_is_reproducible_and_taps_each_token() {
         .unwrap();
     assert_eq!(out.tokens.len(), 1);
     assert_eq!(out.stop, StopReason::Callback);
+}
+
+#[test]
+fn a_grammar_constrains_what_the_model_writes() {
+    let mut e = engine(&[9], 2048, 1);
+    let tokens = e.model().tokenize("The weather today is", true).unwrap();
+    let strict = GenerateParams {
+        max_tokens: 24,
+        temperature: 0.9,
+        seed: 3,
+        grammar: Some(Grammar {
+            text: r#"root ::= "{\"go\": " ("true" | "false") "}""#.to_string(),
+            lazy_trigger: None,
+        }),
+        ..Default::default()
+    };
+    let out = e
+        .generate("g", &tokens, &strict, &mut |_| {}, &mut |_, _| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(
+        out.text == r#"{"go": true}"# || out.text == r#"{"go": false}"#,
+        "{:?}",
+        out.text
+    );
+    assert_eq!(
+        out.stop,
+        StopReason::EndOfGeneration,
+        "a finished grammar only allows the end"
+    );
+
+    // Lazy: free text until the trigger, then constrained.
+    let lazy = GenerateParams {
+        max_tokens: 40,
+        grammar: Some(Grammar {
+            text: r#"root ::= "<x>" [0-9]{2} "</x>""#.to_string(),
+            lazy_trigger: Some("[\\s\\S]*?(<x>)".to_string()),
+        }),
+        ..Default::default()
+    };
+    let out = e
+        .generate("l", &tokens, &lazy, &mut |_| {}, &mut |_, _| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    if let Some(at) = out.text.find("<x>") {
+        let tail = &out.text[at..];
+        assert!(tail.len() <= "<x>00</x>".len(), "{tail:?}");
+    }
+
+    let broken = GenerateParams {
+        grammar: Some(Grammar {
+            text: "root ::= (".to_string(),
+            lazy_trigger: None,
+        }),
+        ..Default::default()
+    };
+    let err = e
+        .generate("b", &tokens, &broken, &mut |_| {}, &mut |_, _| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("grammar"), "{err}");
 }
 
 #[test]

@@ -176,6 +176,24 @@ impl Guard {
         }
     }
 
+    /// The model's name as recorded in the audit log.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    /// Numbers the session's next step (restoring its tracker the first time it is seen).
+    pub(crate) fn number_step(&mut self, session: &str) -> Result<u64> {
+        let index = self.next_step_index(session, None)?;
+        self.restore_tracker(session)?;
+        self.next_step.insert(session.to_string(), index + 1);
+        Ok(index)
+    }
+
+    /// The session's next step number will be `next`.
+    pub(crate) fn set_next_step(&mut self, session: &str, next: u64) {
+        self.next_step.insert(session.to_string(), next);
+    }
+
     /// The hot-reload handle, when the policy file is watched.
     pub fn policy_handle(&self) -> Option<PolicyHandle> {
         self.policy.handle()
@@ -406,7 +424,7 @@ impl Guard {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    pub(crate) fn record(
         &mut self,
         input: &StepRequest,
         outcome: &StepAnswer,

@@ -11,6 +11,8 @@
 //! * [`eval`] — scoring labelled steps (AUROC tables, the keyword baseline).
 //! * [`replay`] — re-deciding an audit log's recorded steps under another policy.
 //! * [`sweep`] — decision curves and operating points chosen on held-out domains.
+//! * [`native`] — native mode: the wrapped model answers chat requests (OpenAI wire types,
+//!   tool-call grammar, probed generation, steer-and-regenerate, audited tries).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +24,7 @@ pub mod guard;
 pub mod home;
 pub mod jsonl;
 pub mod models;
+pub mod native;
 pub mod profile;
 pub mod redact;
 pub mod render;

@@ -351,3 +351,186 @@ fn reading(
         track,
     })
 }
+
+/// Probe readings of one generated turn (native mode).
+#[derive(Debug, Clone)]
+pub struct TurnReading {
+    pub text: String,
+    pub tokens: usize,
+    pub stop: limbic_engine::StopReason,
+    /// As tapped (the control vector's push included).
+    pub raw: (f32, Vec<(String, f32)>),
+    /// With the control vector subtracted from the tapped rows of the steered layers.
+    pub corrected: (f32, Vec<(String, f32)>),
+    /// The new prompt tokens, as the model read them (`None`: nothing new was read).
+    pub prompt: Option<(f32, Vec<(String, f32)>)>,
+}
+
+impl Scorer {
+    /// Control vectors that move each `toward` emotion's probe reading up by `strength`
+    /// sigmas and each `away` one down, at `layers` (empty: every layer the pack probes
+    /// those emotions at). A layer an emotion has no probe at is skipped for it.
+    pub fn steering_vectors(
+        &self,
+        toward: &[String],
+        away: &[String],
+        strength: f32,
+        layers: &[u32],
+    ) -> Result<Vec<(u32, Vec<f32>)>> {
+        let mut out: std::collections::BTreeMap<u32, Vec<f32>> = Default::default();
+        let n_layer = self.engine.model().info().n_layer;
+        for (names, sign) in [(toward, 1.0f32), (away, -1.0f32)] {
+            for name in names {
+                let index = self
+                    .bank
+                    .emotions
+                    .iter()
+                    .position(|e| e == name)
+                    .ok_or_else(|| anyhow!("steering: the pack has no emotion {name:?}"))?;
+                for (_, layer, dir, _, std) in self.bank.probes.iter().filter(|p| p.0 == index) {
+                    if (!layers.is_empty() && !layers.contains(layer)) || *layer == 0 {
+                        continue;
+                    }
+                    if *layer >= n_layer {
+                        bail!("steering: layer {layer} is not in the model");
+                    }
+                    // dir / |dir|² · std shifts the calibrated z by exactly one.
+                    let norm2: f32 = dir.iter().map(|v| v * v).sum();
+                    if norm2 <= f32::EPSILON {
+                        continue;
+                    }
+                    let scale = sign * strength * std / norm2;
+                    let v = out
+                        .entry(*layer)
+                        .or_insert_with(|| vec![0.0; self.bank.n_embd]);
+                    v.iter_mut().zip(dir).for_each(|(o, d)| *o += scale * d);
+                }
+            }
+        }
+        if out.is_empty() {
+            bail!("steering: none of the chosen layers has a probe for the steered emotions");
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The session's tracker state if `signature` were its next step (nothing changes).
+    pub fn peek_track(&self, session: &str, signature: f32) -> Result<TrackState> {
+        let mut tracker = match self.trackers.get(session) {
+            Some(t) => t.clone(),
+            None => {
+                SessionTracker::new(self.tracker_config).map_err(|e| anyhow!("tracker: {e:?}"))?
+            }
+        };
+        tracker
+            .update(signature)
+            .map_err(|e| anyhow!("tracker: {e:?}"))
+    }
+
+    /// Records `signature` as the session's next step.
+    pub fn commit_track(&mut self, session: &str, signature: f32) -> Result<TrackState> {
+        let tracker = match self.trackers.entry(session.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                SessionTracker::new(self.tracker_config).map_err(|e| anyhow!("tracker: {e:?}"))?,
+            ),
+        };
+        tracker
+            .update(signature)
+            .map_err(|e| anyhow!("tracker: {e:?}"))
+    }
+
+    /// Appends `prompt` to the engine session `engine_id` and generates, with `steering`
+    /// added for this turn only. Every new prompt token and every generated token is
+    /// projected; `on_piece` sees each generated piece and may stop generation.
+    pub fn generate_turn(
+        &mut self,
+        engine_id: &str,
+        prompt: &[i32],
+        params: &limbic_engine::GenerateParams,
+        steering: Option<&[(u32, Vec<f32>)]>,
+        on_piece: &mut dyn FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<TurnReading> {
+        use limbic_probe::TokenKind;
+        self.engine.set_steering(steering)?;
+        let set = self.bank.probe_set()?;
+        let mut acc_prompt = StepAccumulator::new(&set);
+        let mut acc_raw = StepAccumulator::new(&set);
+        let mut acc_corrected = StepAccumulator::new(&set);
+        let mut corrected_rows: Vec<(u32, Vec<f32>)> = Vec::new();
+        let result = self.engine.generate(
+            engine_id,
+            prompt,
+            params,
+            &mut |tap| {
+                // The attention sink's residual dwarfs everything else (as in observing).
+                let kind = if tap.pos == 0 {
+                    TokenKind::Skipped
+                } else {
+                    TokenKind::Scored
+                };
+                let _ = acc_prompt.feed_token(&set, tap.rows.iter(), kind);
+            },
+            &mut |tap, piece| {
+                let _ = acc_raw.feed_token(&set, tap.rows.iter(), TokenKind::Scored);
+                match steering {
+                    Some(vectors) => {
+                        corrected_rows.clear();
+                        corrected_rows.extend(tap.rows.iter().map(|(layer, row)| {
+                            let mut row = row.to_vec();
+                            if let Some((_, v)) = vectors.iter().find(|(l, _)| *l == layer) {
+                                row.iter_mut().zip(v).for_each(|(r, s)| *r -= s);
+                            }
+                            (layer, row)
+                        }));
+                        let rows = corrected_rows.iter().map(|(l, r)| (*l, r.as_slice()));
+                        let _ = acc_corrected.feed_token(&set, rows, TokenKind::Scored);
+                    }
+                    None => {
+                        let _ = acc_corrected.feed_token(&set, tap.rows.iter(), TokenKind::Scored);
+                    }
+                }
+                on_piece(piece)
+            },
+        );
+        // Steering is per turn: never leave it on for the next request.
+        let cleared = self.engine.set_steering(None);
+        let outcome = result?;
+        cleared?;
+        let named = |scores: &limbic_probe::StepScores| -> Option<(f32, Vec<(String, f32)>)> {
+            (scores.scored_tokens > 0).then(|| {
+                (
+                    self.bank.weights.stress_signature(scores),
+                    self.bank
+                        .emotions
+                        .iter()
+                        .zip(scores.emotions())
+                        .map(|(n, s)| (n.clone(), s.mean_z))
+                        .collect(),
+                )
+            })
+        };
+        let prompt_reading = named(&acc_prompt.finish());
+        // A turn that ended at once (no token) is read from its prompt instead.
+        let fallback = || {
+            prompt_reading
+                .clone()
+                .ok_or_else(|| anyhow!("nothing of the turn could be scored"))
+        };
+        let raw = match named(&acc_raw.finish()) {
+            Some(r) => r,
+            None => fallback()?,
+        };
+        let corrected = match named(&acc_corrected.finish()) {
+            Some(r) => r,
+            None => fallback()?,
+        };
+        Ok(TurnReading {
+            tokens: outcome.tokens.len(),
+            text: outcome.text,
+            stop: outcome.stop,
+            raw,
+            corrected,
+            prompt: prompt_reading,
+        })
+    }
+}

@@ -308,6 +308,7 @@ pub(crate) fn compile(
         )?,
     };
 
+    spec.native.check(origin)?;
     let hash = hex::encode(Sha256::digest(source.as_bytes()));
     Ok(Policy {
         name: spec.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
@@ -325,6 +326,7 @@ pub(crate) fn compile(
         action_risk_levels,
         rules,
         default,
+        native: spec.native,
     })
 }
 

@@ -45,6 +45,7 @@ mod classify;
 mod compile;
 mod decision;
 mod error;
+mod native;
 mod policy;
 mod spec;
 mod template;
@@ -54,6 +55,9 @@ mod words;
 pub use classify::UNLISTED_GROUP;
 pub use decision::{Decision, DecisionKind, Reroute, RerouteKind, RiskLevel, StepView};
 pub use error::PolicyError;
+pub use native::{
+    NativeExhausted, NativeReroute, NativeSettings, MAX_NATIVE_TRIES, MAX_STEER_STRENGTH,
+};
 pub use policy::{
     Policy, ACTION_RISK_THRESHOLDS, BUILTIN_POLICIES, DEFAULT_POLICY_TOML, DEFAULT_RULE_ID,
     EDGE_ROBOT_POLICY_TOML, FAIL_CLOSED_RULE_ID, FAIL_OPEN_RULE_ID, SPIKE_FLOOR,

@@ -10,6 +10,7 @@ use crate::classify::{ActionClass, ActionText};
 use crate::compile::{canonical_source, compile, shape_error};
 use crate::decision::{Decision, DecisionKind, Reroute, RiskLevel, StepView};
 use crate::error::PolicyError;
+use crate::native::NativeSettings;
 use crate::spec::{FailMode, PolicySpec};
 use crate::template::{RenderContext, Template};
 use crate::words::ToolGroups;
@@ -71,6 +72,7 @@ pub struct Policy {
     pub(crate) action_risk_levels: Vec<(RiskLevel, f32)>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) default: Outcome,
+    pub(crate) native: NativeSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +204,11 @@ impl Policy {
 
     pub fn fail_mode(&self) -> FailMode {
         self.fail_mode
+    }
+
+    /// Native mode's reroute settings (`[native]`).
+    pub fn native(&self) -> &NativeSettings {
+        &self.native
     }
 
     /// The named thresholds from the `[thresholds]` table.

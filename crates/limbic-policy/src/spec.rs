@@ -70,6 +70,8 @@ pub(crate) struct PolicySpec {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub default: Option<DefaultSpec>,
+    #[serde(default)]
+    pub native: crate::native::NativeSettings,
 }
 
 fn default_version() -> i64 {

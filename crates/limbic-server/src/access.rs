@@ -116,7 +116,41 @@ pub(crate) fn host_allowed(state: &AppState, host: Option<&HeaderValue>) -> bool
     state.hosts.contains(&name)
 }
 
+/// [`check_access_inner`], with refusals on the OpenAI-compatible routes in OpenAI's error
+/// shape (`{"error": {"code", "message", "type"}}`), which OpenAI clients parse.
 pub(crate) async fn check_access(
+    state: State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let openai = crate::openai::is_openai_path(request.uri().path());
+    let response = check_access_inner(state, request, next).await;
+    if !openai || response.status().as_u16() < 400 {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, MAX_SIGNED_BODY).await.unwrap_or_default();
+    match serde_json::from_slice::<limbic_guard::api::ErrorBody>(&bytes) {
+        Ok(plain) => {
+            let kind = match parts.status {
+                StatusCode::UNAUTHORIZED => "authentication_error",
+                StatusCode::FORBIDDEN => "permission_error",
+                _ => "invalid_request_error",
+            };
+            let mut shaped = crate::openai::openai_error(parts.status, kind, plain.error);
+            if let Some(v) = parts.headers.get(header::WWW_AUTHENTICATE) {
+                shaped
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, v.clone());
+            }
+            shaped
+        }
+        // Already OpenAI-shaped (the handler's own error).
+        Err(_) => Response::from_parts(parts, Body::from(bytes)),
+    }
+}
+
+async fn check_access_inner(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,

@@ -14,6 +14,7 @@
 
 mod access;
 mod metrics;
+mod openai;
 mod routes;
 mod worker;
 pub use worker::MAX_BATCH;
@@ -43,6 +44,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between WAL checkpoints.
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+/// Native mode's OpenAI-compatible routes (as llama-server names them).
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+pub const MODELS_PATH: &str = "/v1/models";
+pub const PROPS_PATH: &str = "/props";
 /// How long shutdown waits for answers in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -137,7 +142,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     }
     let model = guard.scorer().map(|s| {
         let i = s.model().info();
-        json!({"path": i.path, "sha256": i.sha256, "arch": i.arch, "n_layer": i.n_layer})
+        let e = s.engine();
+        json!({"path": i.path, "sha256": i.sha256, "arch": i.arch, "n_layer": i.n_layer,
+               "name": guard.model_name(), "chat_template": i.chat_template,
+               "n_ctx_per_session": e.session_window(), "max_sessions": e.max_resident_sessions()})
     });
     let health = json!({
         "status": "ok",
@@ -247,6 +255,9 @@ async fn run_listeners(
         .route(STEPS_PATH, post(routes::post_step))
         .route(HEALTH_PATH, get(routes::health_handler))
         .route("/metrics", get(metrics::metrics_handler))
+        .route(CHAT_PATH, post(openai::chat_completions))
+        .route(MODELS_PATH, get(openai::models))
+        .route(PROPS_PATH, get(openai::props))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::check_access,

@@ -33,6 +33,12 @@ pub(crate) struct Metrics {
     pub(crate) queue_waits: AtomicU64,
     pub(crate) last_queue_wait_us: AtomicU64,
     pub(crate) llama: Mutex<limbic_engine::PerfStats>,
+    /// Native mode (`/v1/chat/completions`).
+    pub(crate) chat_requests: AtomicU64,
+    pub(crate) chat_prompt_tokens: AtomicU64,
+    pub(crate) chat_predicted_tokens: AtomicU64,
+    pub(crate) chat_regenerations: AtomicU64,
+    pub(crate) chat_withheld: AtomicU64,
 }
 
 impl Metrics {
@@ -159,6 +165,42 @@ pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Respo
         "Steps that waited for the model worker.",
         m.queue_waits.load(Ordering::Relaxed),
     );
+    let chat = [
+        (
+            "limbic_chat_requests_total",
+            "Chat completion requests received (native mode), malformed ones included.",
+            &m.chat_requests,
+        ),
+        (
+            "limbic_chat_prompt_tokens_total",
+            "Prompt tokens of answered chat requests.",
+            &m.chat_prompt_tokens,
+        ),
+        (
+            "limbic_chat_tokens_predicted_total",
+            "Tokens generated in delivered answers.",
+            &m.chat_predicted_tokens,
+        ),
+        (
+            "limbic_chat_regenerations_total",
+            "Turns rolled back and generated again under steering.",
+            &m.chat_regenerations,
+        ),
+        (
+            "limbic_chat_withheld_tool_calls_total",
+            "Tool calls the model wrote that were not passed on.",
+            &m.chat_withheld,
+        ),
+    ];
+    for (name, help, value) in chat {
+        metric(
+            &mut out,
+            name,
+            "counter",
+            help,
+            value.load(Ordering::Relaxed),
+        );
+    }
     if let Ok(p) = m.llama.lock() {
         let llama = [
             (

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use limbic_guard::native::{ChatAnswer, ChatError, ChatRequest, Progress};
 use limbic_guard::{Guard, StepAnswer, StepNumberRejected, StepRequest};
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,9 +31,39 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<StepAnswer, JobError>>,
 }
 
+/// What a chat request's handler hears from the worker, in order: `Accepted` (or at
+/// once `Done(Err)`), any live text, then `Done`.
+pub(crate) enum ChatEvent {
+    Accepted,
+    Text(String),
+    Done(Box<Result<ChatAnswer, ChatError>>),
+}
+
+/// One chat request (native mode) and where its events go.
+pub(crate) struct ChatJob {
+    pub(crate) request: ChatRequest,
+    pub(crate) events: mpsc::UnboundedSender<ChatEvent>,
+}
+
+impl ChatJob {
+    fn run(self, guard: &mut Guard) {
+        let events = self.events;
+        let result = guard.chat(&self.request, &mut |progress| {
+            // A client that went away stops receiving; the turn is still audited.
+            let _ = events.send(match progress {
+                Progress::Accepted => ChatEvent::Accepted,
+                Progress::Text(t) => ChatEvent::Text(t.to_string()),
+            });
+        });
+        let _ = events.send(ChatEvent::Done(Box::new(result)));
+    }
+}
+
 /// What the worker is asked to do.
 pub(crate) enum Work {
     Step(Job),
+    /// A native-mode turn (generated alone: it decodes token by token).
+    Chat(Box<ChatJob>),
     /// Copy the audit WAL into the database file (periodic; also done when the worker stops).
     Checkpoint,
 }
@@ -77,17 +108,23 @@ pub(crate) fn spawn(
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut jobs = Vec::new();
+                let mut chats = Vec::new();
                 let mut checkpoint = false;
                 match first {
                     Work::Step(job) => jobs.push(job),
+                    Work::Chat(chat) => chats.push(chat),
                     Work::Checkpoint => checkpoint = true,
                 }
                 while !jobs.is_empty() && jobs.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(Work::Step(job)) => jobs.push(job),
+                        Ok(Work::Chat(chat)) => chats.push(chat),
                         Ok(Work::Checkpoint) => checkpoint = true,
                         Err(_) => break,
                     }
+                }
+                for chat in chats {
+                    chat.run(&mut guard);
                 }
                 if checkpoint {
                     match guard.checkpoint() {

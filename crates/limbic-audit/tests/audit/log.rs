@@ -373,7 +373,8 @@ fn arb_step() -> impl Strategy<Value = (StepRecord, DecisionRecord)> {
             prop_oneof![
                 Just(Delivery::Delivered),
                 Just(Delivery::Late),
-                Just(Delivery::Undelivered)
+                Just(Delivery::Undelivered),
+                Just(Delivery::Regenerated)
             ],
             proptest::option::of(".{0,20}"),
         ),

@@ -194,7 +194,12 @@ fn late_and_undelivered_answers_are_recorded_and_hashed() {
     let rows = log.step_rows(Some("s")).unwrap();
     assert_eq!(
         rows.iter().map(|r| r.delivery).collect::<Vec<_>>(),
-        [Delivery::Delivered, Delivery::Late, Delivery::Undelivered]
+        [
+            Delivery::Delivered,
+            Delivery::Late,
+            Delivery::Undelivered,
+            Delivery::Regenerated,
+        ]
     );
     assert_eq!(rows[1].delivery_note, late.delivery_note);
     let summary = log.session_summary("s").unwrap().unwrap();
