@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use limbic_audit::{AuditLog, AuditOptions, ConfigRecord, DecisionRecord, Delivery, StepRecord};
+use limbic_audit::{
+    AuditLog, AuditOptions, ConfigRecord, DecisionRecord, Delivery, StepRecord, StepRow,
+};
 use limbic_engine::EngineConfig;
 use limbic_policy::{Decision, Policy, PolicyHandle, PolicyWatcher, StepView};
 use limbic_vectors::Pack;
@@ -79,7 +81,12 @@ pub struct Guard {
     model_sha: String,
     model_name: String,
     store_text: StoreText,
+    commit_sink: Option<CommitSink>,
 }
+
+/// Called with each step's audit row right after it is committed (e.g. to stream it to an
+/// OpenTelemetry collector); it runs on the guard's thread, so it must not block.
+pub type CommitSink = Box<dyn FnMut(&StepRow) + Send>;
 
 /// How a step's text reaches the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -142,7 +149,13 @@ impl Guard {
             model_sha,
             model_name,
             store_text: StoreText::Full,
+            commit_sink: None,
         }
+    }
+
+    /// Sets the function each committed step's row is handed to ([`CommitSink`]).
+    pub fn set_commit_sink(&mut self, sink: CommitSink) {
+        self.commit_sink = Some(sink);
     }
 
     /// Sets how step text is written (the audit log must have been opened with
@@ -465,35 +478,43 @@ impl Guard {
                 decision.reason.clone(),
             )
         };
-        audit.append_step(
-            &StepRecord {
-                session_id: input.session.clone(),
-                step_index: outcome.step,
-                ts_start_ms: ts_start,
-                ts_end_ms: limbic_audit::now_unix_ms(),
-                tool: input.action.tool.clone(),
-                args,
-                text,
-                scores: outcome.scores.clone(),
-                peak: outcome.peaks.clone(),
-                stress_signature: stress,
-                spike: outcome.spike,
-                latency_ms: outcome.latency_ms,
-                tracker_state,
-            },
-            &DecisionRecord {
-                decision: outcome.decision.as_str().to_string(),
-                reroute: decision
-                    .reroute
-                    .as_ref()
-                    .map(|r| r.kind().as_str().to_string()),
-                rule_id: decision.rule_id.clone(),
-                reason,
-                classes: decision.classes.clone(),
-                delivery,
-                delivery_note,
-            },
-        )?;
+        let step_record = StepRecord {
+            session_id: input.session.clone(),
+            step_index: outcome.step,
+            ts_start_ms: ts_start,
+            ts_end_ms: limbic_audit::now_unix_ms(),
+            tool: input.action.tool.clone(),
+            args,
+            text,
+            scores: outcome.scores.clone(),
+            peak: outcome.peaks.clone(),
+            stress_signature: stress,
+            spike: outcome.spike,
+            latency_ms: outcome.latency_ms,
+            tracker_state,
+        };
+        let decision_record = DecisionRecord {
+            decision: outcome.decision.as_str().to_string(),
+            reroute: decision
+                .reroute
+                .as_ref()
+                .map(|r| r.kind().as_str().to_string()),
+            rule_id: decision.rule_id.clone(),
+            reason,
+            classes: decision.classes.clone(),
+            delivery,
+            delivery_note,
+        };
+        let receipt = audit.append_step(&step_record, &decision_record)?;
+        // Only after the commit: what leaves the host is never ahead of the log.
+        if let Some(sink) = &mut self.commit_sink {
+            sink(&StepRow::committed(
+                &step_record,
+                &decision_record,
+                &receipt,
+                audit.options().store_text,
+            ));
+        }
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ pub mod scorer;
 pub mod sweep;
 
 pub use api::{Action, StepAnswer, StepRequest};
-pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
+pub use guard::{CommitSink, Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
 pub use jsonl::read_jsonl;
 pub use profile::Profile;
 pub use scorer::{Reading, Scorer};

@@ -14,6 +14,8 @@
 
 mod access;
 mod metrics;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod routes;
 mod worker;
 pub use worker::MAX_BATCH;
@@ -43,6 +45,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between WAL checkpoints.
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+/// Default bound of the OTLP queue (decisions).
+pub const DEFAULT_OTLP_QUEUE: usize = 4096;
 /// How long shutdown waits for answers in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -69,7 +73,15 @@ pub struct ServerConfig {
     pub anchor_out: Option<PathBuf>,
     /// The anchor's ed25519 key; `None`: `<audit>.key`, created 0600 if missing.
     pub anchor_key: Option<PathBuf>,
+    /// Stream every committed decision as OTLP/HTTP JSON traces to this collector
+    /// (`http://host[:port][/base]`); needs the `otlp` feature.
+    pub otlp_endpoint: Option<String>,
+    /// Decisions queued for the collector before the oldest is dropped.
+    pub otlp_queue: usize,
 }
+
+/// Whether this build can stream to an OpenTelemetry collector (the `otlp` feature).
+pub const OTLP_BUILT: bool = cfg!(feature = "otlp");
 
 impl ServerConfig {
     /// A configuration with the default limits.
@@ -85,6 +97,8 @@ impl ServerConfig {
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             anchor_out: None,
             anchor_key: None,
+            otlp_endpoint: None,
+            otlp_queue: DEFAULT_OTLP_QUEUE,
         }
     }
 }
@@ -125,7 +139,9 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let token = limbic_guard::auth::load_or_create_token(&token_path)
         .with_context(|| format!("preparing the daemon token {}", token_path.display()))?;
 
-    let guard = config
+    // Checked before the model loads, like the sockets.
+    let otlp_endpoint = otlp_endpoint(config.otlp_endpoint.as_deref())?;
+    let mut guard = config
         .guard
         .build(config.watch_policy && config.guard.policy.is_some())?;
     let scorer_error = guard.scorer_error().map(str::to_string);
@@ -170,6 +186,21 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         }
         None => None,
     };
+    #[cfg(feature = "otlp")]
+    let exporter = match otlp_endpoint {
+        Some(endpoint) => {
+            eprintln!(
+                "limbic serve: streaming decisions to http://{}{}",
+                endpoint.authority, endpoint.path
+            );
+            let e = otlp::Exporter::start(endpoint, config.otlp_queue, metrics.clone())?;
+            guard.set_commit_sink(e.sink());
+            Some(e)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let () = otlp_endpoint;
     let (tx, worker) = worker::spawn(guard, anchor, perf.clone(), metrics.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -193,10 +224,32 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     // Every sender to the worker lives in tasks of this runtime: dropping it lets the
     // worker drain its queue, checkpoint the WAL and stop.
     rt.shutdown_timeout(DRAIN);
-    if worker.join().is_err() {
+    let joined = worker.join();
+    // After the worker: every committed decision has been queued by now.
+    #[cfg(feature = "otlp")]
+    if let Some(e) = exporter {
+        e.shutdown();
+    }
+    if joined.is_err() {
         bail!("the guard worker panicked");
     }
     served
+}
+
+#[cfg(feature = "otlp")]
+fn otlp_endpoint(url: Option<&str>) -> Result<Option<otlp::Endpoint>> {
+    url.map(|u| otlp::Endpoint::parse(u).context("--otlp-endpoint"))
+        .transpose()
+}
+
+#[cfg(not(feature = "otlp"))]
+fn otlp_endpoint(url: Option<&str>) -> Result<()> {
+    match url {
+        Some(u) => bail!(
+            "--otlp-endpoint {u}: this limbic was built without OTLP streaming; rebuild with              `cargo build --release -p limbic --features otlp` (or export the log later with              `limbic audit export --format otlp-json`)"
+        ),
+        None => Ok(()),
+    }
 }
 
 struct AppParts {

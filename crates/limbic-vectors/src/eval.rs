@@ -263,8 +263,7 @@ fn auto_font() -> bool {
             .map(PathBuf::from)
             .is_some_and(|path| register_font_file(&path));
         from_env
-            || plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, EMBEDDED_FONT)
-                .is_ok()
+            || plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, EMBEDDED_FONT).is_ok()
     })
 }
 

@@ -43,6 +43,17 @@ pub struct ServeArgs {
     /// ed25519 key for the anchors (default `<audit>.key`, created mode 0600 if missing).
     #[arg(long, requires = "anchor_out")]
     anchor_key: Option<PathBuf>,
+    /// Stream every decision, after its audit commit, as OTLP/HTTP JSON traces (GenAI
+    /// `execute_tool` + guardrail spans, as `audit export --format otlp-json`) to this
+    /// OpenTelemetry collector: http://host[:port][/path], `/v1/traces` appended (plain
+    /// http only; use a local collector to forward over TLS). Queued in memory, retried
+    /// with backoff, oldest dropped when full; counted in /metrics. Needs a build with
+    /// `--features otlp`; without it this flag is refused at start.
+    #[arg(long, env = "LIMBIC_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Decisions queued for the collector before the oldest is dropped.
+    #[arg(long, default_value_t = limbic_server::DEFAULT_OTLP_QUEUE)]
+    otlp_queue: usize,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -56,6 +67,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     config.checkpoint_every = Duration::from_secs(args.checkpoint_secs.max(1));
     config.anchor_out = args.anchor_out;
     config.anchor_key = args.anchor_key;
+    config.otlp_endpoint = args.otlp_endpoint;
+    config.otlp_queue = args.otlp_queue.max(1);
     limbic_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -626,8 +626,11 @@ fn plot_draws_a_session_timeline() {
     // No system font can be found: fontconfig gets an empty configuration and no
     // $LIMBIC_FONT; the embedded font must still give the plot its text.
     let fonts_conf = dir.path().join("fonts.conf");
-    std::fs::write(&fonts_conf, "<?xml version=\"1.0\"?><fontconfig></fontconfig>\n")
-        .expect("write fonts.conf");
+    std::fs::write(
+        &fonts_conf,
+        "<?xml version=\"1.0\"?><fontconfig></fontconfig>\n",
+    )
+    .expect("write fonts.conf");
     let no_fonts = |cmd: &mut Command| {
         cmd.env("FONTCONFIG_FILE", &fonts_conf)
             .env("FONTCONFIG_PATH", dir.path())
@@ -661,7 +664,10 @@ fn plot_draws_a_session_timeline() {
             assert!(svg.contains("stress signature"), "no legend in the SVG");
         } else {
             let levels = title_grey_levels(&bytes);
-            assert!(levels >= 10, "{levels} grey levels where the title is drawn");
+            assert!(
+                levels >= 10,
+                "{levels} grey levels where the title is drawn"
+            );
         }
     }
     let mut cmd = audit_on(

@@ -104,7 +104,10 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
     };
     let with_text = load_plot_font(&font);
     if let (Some(f), false) = (&args.font, with_text) {
-        bail!("--font {}: not a readable TrueType/OpenType font", f.display());
+        bail!(
+            "--font {}: not a readable TrueType/OpenType font",
+            f.display()
+        );
     }
     let thresholds = thresholds_of(&policy);
     let title = format!(
