@@ -82,6 +82,7 @@ pub struct Guard {
     model_name: String,
     store_text: StoreText,
     commit_sink: Option<CommitSink>,
+    pub(crate) reloader: Option<crate::reload::Reloader>,
 }
 
 /// Called with each step's audit row right after it is committed (e.g. to stream it to an
@@ -150,6 +151,7 @@ impl Guard {
             model_name,
             store_text: StoreText::Full,
             commit_sink: None,
+            reloader: None,
         }
     }
 
@@ -162,6 +164,16 @@ impl Guard {
     /// `store_text = false` for [`StoreText::Hash`]).
     pub fn set_store_text(&mut self, mode: StoreText) {
         self.store_text = mode;
+    }
+
+    /// How step text is written now.
+    pub fn store_text(&self) -> StoreText {
+        self.store_text
+    }
+
+    /// Replaces the policy source (a profile reload naming another policy).
+    pub(crate) fn replace_policy(&mut self, policy: PolicySource) {
+        self.policy = policy;
     }
 
     pub fn scorer(&self) -> Option<&Scorer> {
@@ -418,6 +430,54 @@ impl Guard {
         Ok(())
     }
 
+    /// What identifies the configuration in force: policy and pack hashes.
+    fn config_key(&self, policy: &Policy) -> (String, String) {
+        let pack_hash = self
+            .scorer
+            .as_ref()
+            .map(|s| s.pack_hash().to_string())
+            .unwrap_or_default();
+        (policy.hash().to_string(), pack_hash)
+    }
+
+    /// Records the configuration in force as a config row of the audit chain (`reload`
+    /// says what changed, when a reload is the reason).
+    pub(crate) fn write_config(
+        &mut self,
+        policy: &Policy,
+        reload: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let key = self.config_key(policy);
+        let mut settings = serde_json::json!({
+            "policy": policy.origin(),
+            "fail_mode": policy.fail_mode().as_str(),
+            "store_text": match (self.store_text, audit.options().store_text) {
+                (_, false) => StoreText::Hash.as_str(),
+                (mode, true) => mode.as_str(),
+            },
+        });
+        if let Some(profile) = self.reloader.as_ref().and_then(|r| r.profile()) {
+            settings["profile"] = serde_json::json!(profile.origin);
+        }
+        if let Some(reload) = reload {
+            settings["reload"] = reload;
+        }
+        audit.record_config(&ConfigRecord {
+            policy_hash: key.0.clone(),
+            pack_hash: key.1.clone(),
+            model_sha256: self.model_sha.clone(),
+            model_name: self.model_name.clone(),
+            limbic_version: env!("CARGO_PKG_VERSION").to_string(),
+            settings,
+            started_at_ms: limbic_audit::now_unix_ms(),
+        })?;
+        self.recorded_config = Some(key);
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
@@ -435,34 +495,12 @@ impl Guard {
             .ok()
             .and_then(|s| s.tracker_history(&input.session))
             .map(|history| serde_json::json!({ "signatures": history }));
+        if self.recorded_config.as_ref() != Some(&self.config_key(policy)) {
+            self.write_config(policy, None)?;
+        }
         let Some(audit) = &self.audit else {
             return Ok(());
         };
-        let pack_hash = self
-            .scorer
-            .as_ref()
-            .map(|s| s.pack_hash().to_string())
-            .unwrap_or_default();
-        let key = (policy.hash().to_string(), pack_hash.clone());
-        if self.recorded_config.as_ref() != Some(&key) {
-            audit.record_config(&ConfigRecord {
-                policy_hash: policy.hash().to_string(),
-                pack_hash,
-                model_sha256: self.model_sha.clone(),
-                model_name: self.model_name.clone(),
-                limbic_version: env!("CARGO_PKG_VERSION").to_string(),
-                settings: serde_json::json!({
-                    "policy": policy.origin(),
-                    "fail_mode": policy.fail_mode().as_str(),
-                    "store_text": match (self.store_text, audit.options().store_text) {
-                        (_, false) => StoreText::Hash.as_str(),
-                        (mode, true) => mode.as_str(),
-                    },
-                }),
-                started_at_ms: limbic_audit::now_unix_ms(),
-            })?;
-            self.recorded_config = Some(key);
-        }
         // Redacted before the record exists: no unredacted copy reaches the log.
         let redact = self.store_text == StoreText::Redacted;
         let (text, args, reason) = if redact {
@@ -682,7 +720,6 @@ fn check_profile(
     n_ctx: u32,
     n_batch: u32,
 ) -> Result<crate::profile::MemoryEstimate> {
-    let info = model.info();
     let mut layers: Vec<u32> = pack
         .manifest()
         .emotions
@@ -691,6 +728,18 @@ fn check_profile(
         .collect();
     layers.sort_unstable();
     layers.dedup();
+    check_profile_taps(profile, model, layers.len(), n_ctx, n_batch)
+}
+
+/// [`Profile::check_fits`] for `model` with `tapped` probe layers.
+pub(crate) fn check_profile_taps(
+    profile: &Profile,
+    model: &limbic_engine::Model,
+    tapped: usize,
+    n_ctx: u32,
+    n_batch: u32,
+) -> Result<crate::profile::MemoryEstimate> {
+    let info = model.info();
     profile.check_fits(
         &ModelShape {
             file_bytes: info.file_size,
@@ -700,6 +749,6 @@ fn check_profile(
         },
         n_ctx,
         n_batch,
-        u32::try_from(layers.len()).unwrap_or(u32::MAX),
+        u32::try_from(tapped).unwrap_or(u32::MAX),
     )
 }

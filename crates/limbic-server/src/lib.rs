@@ -57,7 +57,7 @@ pub struct ServerConfig {
     pub addr: String,
     /// Also listen on this Unix socket.
     pub socket: Option<PathBuf>,
-    /// Reload the policy file when it changes.
+    /// Reload the policy file, the vector pack and the profile file when they change.
     pub watch_policy: bool,
     pub guard: GuardConfig,
     /// The token file; `None`: `$LIMBIC_HOME/token` (created at first start).
@@ -108,6 +108,7 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: serde_json::Value,
     pub(crate) policy: Option<limbic_policy::PolicyHandle>,
+    pub(crate) reload: Option<limbic_guard::ReloadStatus>,
     pub(crate) token: String,
     /// Lowercase host names a `Host` header may carry (port stripped).
     pub(crate) hosts: BTreeSet<String>,
@@ -165,6 +166,11 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         "token_file": token_path,
     });
     let policy = guard.policy_handle();
+    let reload = if config.watch_policy {
+        Some(guard.watch_config(&config.guard)?)
+    } else {
+        None
+    };
 
     let perf = Arc::new(Mutex::new(limbic_engine::PerfStats::default()));
     let metrics = Arc::new(Metrics::default());
@@ -217,6 +223,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
             metrics,
             health,
             policy,
+            reload,
             token,
         },
         perf,
@@ -257,6 +264,7 @@ struct AppParts {
     metrics: Arc<Metrics>,
     health: serde_json::Value,
     policy: Option<limbic_policy::PolicyHandle>,
+    reload: Option<limbic_guard::ReloadStatus>,
     token: String,
 }
 
@@ -291,6 +299,7 @@ async fn run_listeners(
         metrics: parts.metrics.clone(),
         health: parts.health,
         policy: parts.policy,
+        reload: parts.reload.clone(),
         token: parts.token,
         hosts,
         body_timeout: config.header_timeout * 2,
@@ -313,8 +322,10 @@ async fn run_listeners(
         eprintln!("limbic serve: shutting down");
         let _ = stop_tx.send(true);
     });
-    // Keep llama.cpp timings fresh for /metrics, and checkpoint the WAL now and then.
+    // Keep llama.cpp timings fresh for /metrics, checkpoint the WAL now and then, and wake
+    // the worker for a changed policy, pack or profile (it applies them between steps).
     let metrics = parts.metrics.clone();
+    let reload = parts.reload;
     let mut stop = stop_rx.clone();
     let jobs = parts.jobs;
     let every = config.checkpoint_every.max(Duration::from_secs(1));
@@ -327,6 +338,9 @@ async fn run_listeners(
             if last_checkpoint.elapsed() >= every {
                 last_checkpoint = tokio::time::Instant::now();
                 let _ = jobs.try_send(worker::Work::Checkpoint);
+            }
+            if reload.as_ref().is_some_and(|r| r.pending()) {
+                let _ = jobs.try_send(worker::Work::Reload);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -19,7 +19,11 @@ pub struct ServeArgs {
     /// Also listen on this Unix socket (a file there that is not a stale socket is refused).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Reload the policy file when it changes (a broken edit keeps the last good policy).
+    /// Reload the policy file, the vector pack directory and the profile file when they
+    /// change, between steps: a broken or wrong-model file keeps the last good one (error on
+    /// /health); each reload is a config row in the audit log. Profile settings that size
+    /// the engine (threads, GPU layers, context, batch, sessions) need a restart (/health
+    /// says which).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     watch_policy: bool,
     /// The token clients must send (`Authorization: Bearer`); created at first start.

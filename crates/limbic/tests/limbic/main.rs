@@ -7,5 +7,6 @@ mod audit;
 mod daemon;
 mod guard;
 mod hooks;
+mod reload;
 mod throughput;
 mod vectors;
