@@ -52,8 +52,11 @@ pub struct ReloadStatus {
     state: Arc<Mutex<ReloadState>>,
     /// Each policy reload as the watcher made it (the policy then in force, the refusal),
     /// kept until recorded: the watcher may move on before the guard looks.
-    policy_events: Arc<Mutex<Vec<(Arc<Policy>, Option<String>)>>>,
+    policy_events: Arc<Mutex<Vec<PolicyEvent>>>,
 }
+
+/// The policy in force after a watcher reload, and the refused file's error if any.
+type PolicyEvent = (Arc<Policy>, Option<String>);
 
 impl ReloadStatus {
     /// A watched file changed and the guard has not looked at it yet.
@@ -166,7 +169,7 @@ impl Guard {
             let dir = scorer.pack_dir().to_path_buf();
             let flag = status.flag();
             watches.push(
-                ChangeWatch::spawn(&dir, "limbic-pack-watch", move || flag())
+                ChangeWatch::spawn(&dir, "limbic-pack-watch", flag)
                     .with_context(|| format!("watching the vector pack {}", dir.display()))?,
             );
             state.pack = Some(WatchedFile {
@@ -180,7 +183,7 @@ impl Guard {
         if let Some(path) = &profile_path {
             let flag = status.flag();
             watches.push(
-                ChangeWatch::spawn(&parent_dir(path), "limbic-profile-watch", move || flag())
+                ChangeWatch::spawn(&parent_dir(path), "limbic-profile-watch", flag)
                     .with_context(|| format!("watching the profile {}", path.display()))?,
             );
             state.profile = Some(WatchedFile {

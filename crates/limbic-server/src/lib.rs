@@ -141,7 +141,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         .with_context(|| format!("preparing the daemon token {}", token_path.display()))?;
 
     // Checked before the model loads, like the sockets.
+    #[cfg(feature = "otlp")]
     let otlp_endpoint = otlp_endpoint(config.otlp_endpoint.as_deref())?;
+    #[cfg(not(feature = "otlp"))]
+    refuse_otlp_endpoint(config.otlp_endpoint.as_deref())?;
     let mut guard = config
         .guard
         .build(config.watch_policy && config.guard.policy.is_some())?;
@@ -205,8 +208,6 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         }
         None => None,
     };
-    #[cfg(not(feature = "otlp"))]
-    let () = otlp_endpoint;
     let (tx, worker) = worker::spawn(guard, anchor, perf.clone(), metrics.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -250,7 +251,7 @@ fn otlp_endpoint(url: Option<&str>) -> Result<Option<otlp::Endpoint>> {
 }
 
 #[cfg(not(feature = "otlp"))]
-fn otlp_endpoint(url: Option<&str>) -> Result<()> {
+fn refuse_otlp_endpoint(url: Option<&str>) -> Result<()> {
     match url {
         Some(u) => bail!(
             "--otlp-endpoint {u}: this limbic was built without OTLP streaming; rebuild with              `cargo build --release -p limbic --features otlp` (or export the log later with              `limbic audit export --format otlp-json`)"
