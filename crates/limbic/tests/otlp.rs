@@ -155,6 +155,18 @@ fn audit_json_lines(home: &Path, db: &Path) -> Vec<Value> {
     json_lines(&stdout(&o))
 }
 
+/// `limbic serve` auditing to `db` and streaming to `endpoint`.
+fn streaming_daemon(home: &Path, db: &Path, endpoint: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--audit",
+        db.to_str().expect("utf8"),
+        "--otlp-endpoint",
+        endpoint,
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(home, &args)
+}
+
 #[test]
 fn each_decision_reaches_the_collector_as_its_spans() {
     let home = tempdir();
@@ -162,15 +174,7 @@ fn each_decision_reaches_the_collector_as_its_spans() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let collector = listener.local_addr().expect("addr").to_string();
     let got = receiver(listener);
-    let daemon = Daemon::start(
-        home.path(),
-        &[
-            "--audit",
-            db.to_str().expect("utf8"),
-            "--otlp-endpoint",
-            &format!("http://{collector}"),
-        ],
-    );
+    let daemon = streaming_daemon(home.path(), &db, &format!("http://{collector}"), &[]);
     let answers: Vec<Value> = STEPS
         .iter()
         .map(|(text, command)| post_step(&daemon.addr, "otlp-live", text, command))
@@ -241,16 +245,11 @@ fn with_the_collector_down_every_step_is_answered_audited_and_counted() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .to_string();
-    let daemon = Daemon::start(
+    let daemon = streaming_daemon(
         home.path(),
-        &[
-            "--audit",
-            db.to_str().expect("utf8"),
-            "--otlp-endpoint",
-            &format!("http://{collector}/"),
-            "--otlp-queue",
-            "2",
-        ],
+        &db,
+        &format!("http://{collector}/"),
+        &["--otlp-queue", "2"],
     );
     let texts = ["Reading the log.", "Checking the status.", "Listing pods."];
     for (i, text) in texts.iter().enumerate() {
@@ -288,13 +287,9 @@ fn with_the_collector_down_every_step_is_answered_audited_and_counted() {
 #[test]
 fn a_bad_endpoint_is_refused_at_start() {
     let home = tempdir();
-    let o = run(limbic(home.path()).args([
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--otlp-endpoint",
-        "https://collector.example:4318",
-    ]));
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("TLS"), "{}", stderr(&o));
+    let err = serve_refused(
+        home.path(),
+        &["--otlp-endpoint", "https://collector.example:4318"],
+    );
+    assert!(err.contains("TLS"), "{err}");
 }

@@ -202,20 +202,24 @@ fn step_rows_hold_every_field_as_written() {
     }
 }
 
+fn open_storing_text(path: &Path) -> AuditLog {
+    AuditLog::open(
+        path,
+        AuditOptions {
+            store_text: true,
+            ..AuditOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 /// What the daemon streams (rows built from the records it just appended) is what a later
 /// read and export of the log give: same fields, same OTLP spans and ids.
 #[test]
 fn committed_rows_equal_what_is_read_back_and_exported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let log = AuditLog::open(
-        &path,
-        AuditOptions {
-            store_text: true,
-            ..AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let log = open_storing_text(&path);
     let mut committed = Vec::new();
     for i in 0..4u32 {
         let mut s = step("stream", i);
@@ -243,14 +247,7 @@ fn committed_rows_equal_what_is_read_back_and_exported() {
 /// A log whose text and arguments hold everything CSV has to quote.
 fn awkward_log(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("audit.db");
-    let log = AuditLog::open(
-        &path,
-        AuditOptions {
-            store_text: true,
-            ..AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let log = open_storing_text(&path);
     let texts = [
         "plain",
         "comma, and \"quotes\"",

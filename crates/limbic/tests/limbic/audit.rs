@@ -637,19 +637,22 @@ fn plot_draws_a_session_timeline() {
             .env("XDG_DATA_HOME", dir.path())
             .env_remove("LIMBIC_FONT");
     };
+    let plot = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "plot",
+            "--session",
+            "devops-k8s-01-notready-node",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = audit_on(&f.db, &args);
+        no_fonts(&mut cmd);
+        cmd
+    };
     for name in ["t.svg", "t.png"] {
         let out = dir.path().join(name);
-        let mut cmd = audit_on(
-            &f.db,
-            &[
-                "plot",
-                "--session",
-                "devops-k8s-01-notready-node",
-                "--out",
-                out.to_str().expect("utf8"),
-            ],
-        );
-        no_fonts(&mut cmd);
+        let mut cmd = plot(out.to_str().expect("utf8"), &[]);
         let o = run(&mut cmd);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(!stderr(&o).contains("without text"), "{}", stderr(&o));
@@ -670,19 +673,7 @@ fn plot_draws_a_session_timeline() {
             );
         }
     }
-    let mut cmd = audit_on(
-        &f.db,
-        &[
-            "plot",
-            "--session",
-            "devops-k8s-01-notready-node",
-            "--out",
-            "x.png",
-            "--font",
-            "/nonexistent/font.ttf",
-        ],
-    );
-    let o = run(&mut cmd);
+    let o = run(&mut plot("x.png", &["--font", "/nonexistent/font.ttf"]));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--font"), "{}", stderr(&o));
     let o = run(&mut audit_on(

@@ -65,6 +65,33 @@ fn reload_rows(db: &Path) -> Vec<(Value, String, String)> {
         .collect()
 }
 
+/// A daemon given `file` with `flag` (watched), auditing to `<dir>/audit.db`.
+fn daemon_watching(dir: &Path, flag: &str, file: &Path) -> (Daemon, std::path::PathBuf) {
+    let db = dir.join("audit.db");
+    let daemon = Daemon::start(
+        dir,
+        &[
+            flag,
+            file.to_str().expect("utf8"),
+            "--audit",
+            db.to_str().expect("utf8"),
+        ],
+    );
+    (daemon, db)
+}
+
+/// (what, outcome) of each reload row.
+fn outcomes(rows: &[(Value, String, String)]) -> Vec<(&str, &str)> {
+    rows.iter()
+        .map(|(r, _, _)| {
+            (
+                r["what"].as_str().unwrap_or_default(),
+                r["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// `pack.toml` with every calibration mean of `calm` raised by `by`.
 fn shift_calm_means(manifest: &str, by: f64) -> String {
     let mut in_calm_calibration = false;
@@ -101,16 +128,7 @@ fn pack_reload_keeps_the_last_good_pack_on_a_broken_or_foreign_one() {
     }
     let manifest_path = pack.join("pack.toml");
     let manifest = std::fs::read_to_string(&manifest_path).expect("pack.toml");
-    let db = dir.path().join("audit.db");
-    let daemon = Daemon::start(
-        dir.path(),
-        &[
-            "--pack",
-            pack.to_str().expect("utf8"),
-            "--audit",
-            db.to_str().expect("utf8"),
-        ],
-    );
+    let (daemon, db) = daemon_watching(dir.path(), "--pack", &pack);
     let h = health(&daemon.addr);
     let first_hash = h["reload"]["pack"]["hash"].clone();
     assert!(first_hash.is_string(), "{h}");
@@ -162,15 +180,7 @@ fn pack_reload_keeps_the_last_good_pack_on_a_broken_or_foreign_one() {
     assert!(daemon.terminate().success());
 
     let rows = reload_rows(&db);
-    let outcomes: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|(r, _, _)| {
-            (
-                r["what"].as_str().unwrap_or_default(),
-                r["outcome"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let outcomes = outcomes(&rows);
     assert_eq!(
         outcomes,
         [
@@ -195,16 +205,7 @@ fn profile_reload_applies_live_settings_and_reports_restart_ones() {
         .expect("cpu-2core.toml");
     assert!(shipped.contains("store_text = \"redacted\""));
     std::fs::write(&profile, &shipped).expect("write");
-    let db = dir.path().join("audit.db");
-    let daemon = Daemon::start(
-        dir.path(),
-        &[
-            "--profile",
-            profile.to_str().expect("utf8"),
-            "--audit",
-            db.to_str().expect("utf8"),
-        ],
-    );
+    let (daemon, db) = daemon_watching(dir.path(), "--profile", &profile);
     let secret = "Deploying with token=ghp_abcdefghijklmnopqrstuvwxyz0123456789 now.";
     post(&daemon.addr, "p", secret);
 
@@ -267,15 +268,7 @@ fn profile_reload_applies_live_settings_and_reports_restart_ones() {
     );
     assert_eq!(texts[2], secret);
     let rows = reload_rows(&db);
-    let outcomes: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|(r, _, _)| {
-            (
-                r["what"].as_str().unwrap_or_default(),
-                r["outcome"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let outcomes = outcomes(&rows);
     assert_eq!(
         outcomes,
         [
@@ -295,16 +288,7 @@ fn policy_reloads_are_config_rows() {
     let good =
         std::fs::read_to_string(repo().join("firmware-configs/policy.default.toml")).expect("read");
     std::fs::write(&policy, &good).expect("write");
-    let db = dir.path().join("audit.db");
-    let daemon = Daemon::start(
-        dir.path(),
-        &[
-            "--policy",
-            policy.to_str().expect("utf8"),
-            "--audit",
-            db.to_str().expect("utf8"),
-        ],
-    );
+    let (daemon, db) = daemon_watching(dir.path(), "--policy", &policy);
     let first = post(&daemon.addr, "s", TEXT);
     replace(&policy, "this is [not toml");
     wait_health(&daemon.addr, "the policy error", |h| {
