@@ -82,10 +82,37 @@ impl Endpoint {
     }
 }
 
+/// Bytes the queued rows may hold (about): arguments reach 64 KiB a step, so the count
+/// alone would not bound memory on a small device.
+const MAX_QUEUE_BYTES: usize = 64 << 20;
+
 struct Queue {
-    rows: VecDeque<(u64, StepRow)>,
+    /// (id, approximate size, row), oldest first.
+    rows: VecDeque<(u64, usize, StepRow)>,
+    bytes: usize,
     next_id: u64,
     closing: bool,
+}
+
+impl Queue {
+    fn pop_oldest(&mut self) -> bool {
+        match self.rows.pop_front() {
+            Some((_, size, _)) => {
+                self.bytes -= size;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Roughly what a row costs in memory (what its spans carry).
+fn weight(row: &StepRow) -> usize {
+    512 + row.args.to_string().len()
+        + row.reason.len()
+        + row.tool.len()
+        + row.session_id.len()
+        + 64 * row.scores.len()
 }
 
 struct Shared {
@@ -101,14 +128,16 @@ impl Shared {
     }
 
     fn push(&self, row: StepRow) {
+        let size = weight(&row);
         let mut q = self.lock();
-        while q.rows.len() >= self.capacity {
-            q.rows.pop_front();
+        while (q.rows.len() >= self.capacity || q.bytes + size > MAX_QUEUE_BYTES) && q.pop_oldest()
+        {
             self.metrics.otlp.dropped.fetch_add(1, Ordering::Relaxed);
         }
         let id = q.next_id;
         q.next_id += 1;
-        q.rows.push_back((id, row));
+        q.bytes += size;
+        q.rows.push_back((id, size, row));
         self.metrics
             .otlp
             .queued
@@ -121,8 +150,8 @@ impl Shared {
     fn remove_through(&self, last: u64) -> usize {
         let mut q = self.lock();
         let before = q.rows.len();
-        while q.rows.front().is_some_and(|(id, _)| *id <= last) {
-            q.rows.pop_front();
+        while q.rows.front().is_some_and(|(id, _, _)| *id <= last) {
+            q.pop_oldest();
         }
         self.metrics
             .otlp
@@ -146,6 +175,7 @@ impl Exporter {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 rows: VecDeque::new(),
+                bytes: 0,
                 next_id: 0,
                 closing: false,
             }),
@@ -167,7 +197,14 @@ impl Exporter {
     /// The function the guard calls with each committed row: never blocks on the network.
     pub fn sink(&self) -> limbic_guard::CommitSink {
         let shared = Arc::clone(&self.shared);
-        Box::new(move |row: &StepRow| shared.push(row.clone()))
+        Box::new(move |row: &StepRow| {
+            // The spans carry neither the agent's words nor the tracker state.
+            shared.push(StepRow {
+                text: None,
+                tracker_state: None,
+                ..row.clone()
+            })
+        })
     }
 
     /// Gives the queue a last chance to reach the collector (bounded), then stops the thread.
@@ -211,7 +248,11 @@ fn send_loop(shared: &Shared, endpoint: &Endpoint) {
                     return;
                 }
             }
-            q.rows.iter().take(BATCH).cloned().collect()
+            q.rows
+                .iter()
+                .take(BATCH)
+                .map(|(id, _, row)| (*id, row.clone()))
+                .collect()
         };
         let Some(last) = batch.last().map(|(id, _)| *id) else {
             continue;
