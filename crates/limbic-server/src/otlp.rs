@@ -119,6 +119,7 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     capacity: usize,
+    max_bytes: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -130,8 +131,7 @@ impl Shared {
     fn push(&self, row: StepRow) {
         let size = weight(&row);
         let mut q = self.lock();
-        while (q.rows.len() >= self.capacity || q.bytes + size > MAX_QUEUE_BYTES) && q.pop_oldest()
-        {
+        while (q.rows.len() >= self.capacity || q.bytes + size > self.max_bytes) && q.pop_oldest() {
             self.metrics.otlp.dropped.fetch_add(1, Ordering::Relaxed);
         }
         let id = q.next_id;
@@ -181,6 +181,7 @@ impl Exporter {
             }),
             wake: Condvar::new(),
             capacity: capacity.max(1),
+            max_bytes: MAX_QUEUE_BYTES,
             metrics,
         });
         let worker = Arc::clone(&shared);
@@ -375,6 +376,86 @@ fn post(endpoint: &Endpoint, body: &[u8]) -> std::result::Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(step: u64, args: serde_json::Value) -> StepRow {
+        let record = limbic_audit::StepRecord {
+            session_id: "s".into(),
+            step_index: step,
+            ts_start_ms: 1,
+            ts_end_ms: 2,
+            tool: "Bash".into(),
+            args,
+            text: "words".into(),
+            scores: Default::default(),
+            peak: Default::default(),
+            stress_signature: 0.5,
+            spike: false,
+            latency_ms: 1.0,
+            tracker_state: None,
+        };
+        let decision = limbic_audit::DecisionRecord {
+            decision: "allow".into(),
+            reroute: None,
+            rule_id: "r".into(),
+            reason: "calm".into(),
+            classes: Vec::new(),
+            delivery: Default::default(),
+            delivery_note: None,
+        };
+        let receipt = limbic_audit::StepReceipt {
+            session_row: 1,
+            step_row: 1,
+            decision_row: 1,
+            seq: 2,
+            row_hash: "a".repeat(64),
+            step_seq: 1,
+            step_hash: "b".repeat(64),
+        };
+        StepRow::committed(&record, &decision, &receipt, true)
+    }
+
+    fn queue(capacity: usize, max_bytes: usize) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue {
+                rows: VecDeque::new(),
+                bytes: 0,
+                next_id: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            capacity,
+            max_bytes,
+            metrics: Arc::default(),
+        }
+    }
+
+    fn steps(q: &Shared) -> Vec<u64> {
+        q.lock().rows.iter().map(|(_, _, r)| r.step_index).collect()
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_by_count_and_by_bytes() {
+        let q = queue(2, usize::MAX);
+        for step in 1..=3 {
+            q.push(row(step, serde_json::json!({})));
+        }
+        assert_eq!(steps(&q), [2, 3]);
+        assert_eq!(q.metrics.otlp.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(q.metrics.otlp.queued.load(Ordering::Relaxed), 2);
+        // Sent: ids up to the one of step 2 leave; later rows stay.
+        assert_eq!(q.remove_through(1), 1);
+        assert_eq!(steps(&q), [3]);
+
+        let big = serde_json::json!({ "content": "x".repeat(4000) });
+        let one = weight(&row(1, big.clone()));
+        let q = queue(100, 2 * one + one / 2);
+        for step in 1..=3 {
+            q.push(row(step, big.clone()));
+        }
+        assert_eq!(steps(&q), [2, 3], "two rows fit the byte bound");
+        assert_eq!(q.lock().bytes, 2 * one);
+        assert!(q.remove_through(u64::MAX) == 2 && q.lock().bytes == 0);
+    }
 
     #[test]
     fn endpoints_parse_like_the_otel_exporters() {
