@@ -9,6 +9,10 @@
 //! rebinding); connections are capped and must send their headers and body in time
 //! (slowloris). On SIGTERM/Ctrl-C the daemon stops accepting, lets answers in flight finish,
 //! and checkpoints the audit WAL so `audit.db` alone holds every row.
+//!
+//! A changed policy, vector pack or profile file is applied by the worker between steps
+//! (`limbic_guard::ReloadStatus`, shown on `/health`). With the `otlp` feature each committed
+//! decision is also streamed to an OpenTelemetry collector (`otlp.rs`).
 
 #![forbid(unsafe_code)]
 
