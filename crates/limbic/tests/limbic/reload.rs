@@ -290,19 +290,38 @@ fn policy_reloads_are_config_rows() {
     std::fs::write(&policy, &good).expect("write");
     let (daemon, db) = daemon_watching(dir.path(), "--policy", &policy);
     let first = post(&daemon.addr, "s", TEXT);
+    assert_eq!(first["decision"], "allow", "{first}");
     replace(&policy, "this is [not toml");
     wait_health(&daemon.addr, "the policy error", |h| {
         h["policy"]["last_error"].is_string()
     });
-    // The same policy under another name: a new hash, decided the same.
-    let renamed = good.replacen("name = \"", "name = \"renamed-", 1);
-    assert_ne!(renamed, good);
-    replace(&policy, &renamed);
-    wait_health(&daemon.addr, "the renamed policy", |h| {
+    // Old behaviour kept while the file is broken.
+    let kept = post(&daemon.addr, "s", TEXT);
+    assert_eq!(kept["rule"], first["rule"], "{kept}");
+    // A policy that vetoes listing files: the next step is decided by it.
+    let strict = r#"name = "no-listing"
+[[class]]
+id = "listing"
+description = "listing files"
+[[class.match]]
+tools = ["Bash"]
+args = ['\bls\b']
+[[rule]]
+id = "no-ls"
+when = { classes = ["listing"] }
+decision = "veto"
+reason = "listing is not allowed here"
+"#;
+    replace(&policy, strict);
+    wait_health(&daemon.addr, "the new policy", |h| {
         h["policy"]["reloads"] == 1 && h["policy"]["last_error"].is_null()
     });
     let second = post(&daemon.addr, "s", TEXT);
-    assert_eq!(first["decision"], second["decision"]);
+    assert_eq!(
+        (&second["decision"], &second["rule"]),
+        (&json!("veto"), &json!("no-ls")),
+        "{second}"
+    );
     assert!(daemon.terminate().success());
     let rows = reload_rows(&db);
     assert_eq!(rows.len(), 2, "{rows:?}");
