@@ -124,6 +124,21 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(capacity: usize, max_bytes: usize, metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue {
+                rows: VecDeque::new(),
+                bytes: 0,
+                next_id: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            capacity: capacity.max(1),
+            max_bytes,
+            metrics,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -172,18 +187,7 @@ impl Exporter {
     /// is not an error here (it is logged, retried and counted).
     pub fn start(endpoint: Endpoint, capacity: usize, metrics: Arc<Metrics>) -> Result<Exporter> {
         metrics.otlp.enabled.store(true, Ordering::Relaxed);
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                rows: VecDeque::new(),
-                bytes: 0,
-                next_id: 0,
-                closing: false,
-            }),
-            wake: Condvar::new(),
-            capacity: capacity.max(1),
-            max_bytes: MAX_QUEUE_BYTES,
-            metrics,
-        });
+        let shared = Arc::new(Shared::new(capacity, MAX_QUEUE_BYTES, metrics));
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("limbic-otlp".into())
@@ -415,18 +419,7 @@ mod tests {
     }
 
     fn queue(capacity: usize, max_bytes: usize) -> Shared {
-        Shared {
-            queue: Mutex::new(Queue {
-                rows: VecDeque::new(),
-                bytes: 0,
-                next_id: 0,
-                closing: false,
-            }),
-            wake: Condvar::new(),
-            capacity,
-            max_bytes,
-            metrics: Arc::default(),
-        }
+        Shared::new(capacity, max_bytes, Arc::default())
     }
 
     fn steps(q: &Shared) -> Vec<u64> {
