@@ -159,6 +159,9 @@ pub struct StepReceipt {
     pub seq: i64,
     /// Hash of the decision row, i.e. the new chain head hash.
     pub row_hash: String,
+    /// Chain position and hash of the step row.
+    pub step_seq: i64,
+    pub step_hash: String,
 }
 
 /// Last position of the hash chain. Export it (print it, send it to another
@@ -471,7 +474,7 @@ impl AuditLog {
             }
         };
 
-        let (step_row, _) = insert_chained(
+        let (step_row, step_hash) = insert_chained(
             &tx,
             path,
             &mut head,
@@ -493,6 +496,7 @@ impl AuditLog {
                 tracker_state,
             ],
         )?;
+        let step_seq = head.seq;
 
         let (decision_row, decision_hash) = insert_chained(
             &tx,
@@ -525,6 +529,8 @@ impl AuditLog {
             decision_row,
             seq: head.seq,
             row_hash: decision_hash,
+            step_seq,
+            step_hash,
         })
     }
 

@@ -183,24 +183,41 @@ pub fn step_spans(row: &StepRow) -> [Value; 2] {
     ]
 }
 
+/// The OTLP resource (who emits) and instrumentation scope, shared by the file export and
+/// the daemon's live stream.
+fn resource_and_scope() -> (Value, Value) {
+    (
+        json!({"attributes": [
+            s("service.name", "limbic"),
+            s("service.version", env!("CARGO_PKG_VERSION")),
+        ]}),
+        json!({"name": "limbic-audit", "version": env!("CARGO_PKG_VERSION")}),
+    )
+}
+
+/// One OTLP/JSON `ExportTraceServiceRequest` with the spans of `rows` (what
+/// `POST /v1/traces` of an OTLP/HTTP collector takes, and the same spans, ids included, as
+/// [`AuditLog::export_otlp_json`] writes for those steps).
+pub fn traces_request(rows: &[StepRow]) -> Value {
+    let (resource, scope) = resource_and_scope();
+    let spans: Vec<Value> = rows.iter().flat_map(step_spans).collect();
+    json!({"resourceSpans": [{
+        "resource": resource,
+        "scopeSpans": [{"scope": scope, "spans": spans}],
+    }]})
+}
+
 impl AuditLog {
     /// Writes one OTLP/JSON `ExportTraceServiceRequest` holding two spans per step (see the
     /// module docs). Returns the number of steps written.
     pub fn export_otlp_json(&self, out: &mut dyn Write, session_id: Option<&str>) -> Result<u64> {
         let path = self.path().to_path_buf();
         let err = |e: std::io::Error| io_error(&path, "writing OTLP JSON export", e);
-        let head = json!({
-            "resource": {"attributes": [
-                s("service.name", "limbic"),
-                s("service.version", env!("CARGO_PKG_VERSION")),
-            ]},
-            "scope": {"name": "limbic-audit", "version": env!("CARGO_PKG_VERSION")},
-        });
+        let (resource, scope) = resource_and_scope();
         // Streamed: the document is opened, spans are written as rows are read, then closed.
         write!(
             out,
-            "{{\"resourceSpans\":[{{\"resource\":{},\"scopeSpans\":[{{\"scope\":{},\"spans\":[",
-            head["resource"], head["scope"]
+            "{{\"resourceSpans\":[{{\"resource\":{resource},\"scopeSpans\":[{{\"scope\":{scope},\"spans\":["
         )
         .map_err(err)?;
         let mut first = true;

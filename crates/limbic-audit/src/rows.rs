@@ -7,8 +7,11 @@ use std::path::Path;
 use rusqlite::{params_from_iter, Connection, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::canonical::sha256_hex;
 use crate::error::{AuditError, Result, SqlContext};
-use crate::log::{read_head, AuditLog, ChainHead, Delivery};
+use crate::log::{
+    read_head, AuditLog, ChainHead, DecisionRecord, Delivery, StepReceipt, StepRecord,
+};
 use crate::state::step_u64;
 
 /// One step joined with its decision: everything the log holds about it.
@@ -48,6 +51,62 @@ pub struct StepRow {
     pub decision_seq: i64,
     /// Hash of the decision row (it chains over the step row).
     pub decision_hash: String,
+}
+
+impl StepRow {
+    /// The row [`AuditLog::step_rows`] will read back for a step just appended, built from
+    /// the records and the receipt without a read (to stream each committed step elsewhere).
+    /// `text_stored`: whether the log keeps text (`AuditOptions::store_text`).
+    pub fn committed(
+        step: &StepRecord,
+        decision: &DecisionRecord,
+        receipt: &StepReceipt,
+        text_stored: bool,
+    ) -> StepRow {
+        // Scores are stored as JSON written from f32 (shortest form) and read as f64; going
+        // through the same digits gives the values a later read returns.
+        let as_read = |m: &BTreeMap<String, f32>| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = Some(*v)
+                        .filter(|v| v.is_finite())
+                        .and_then(|v| v.to_string().parse::<f64>().ok());
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        let stress = f64::from(step.stress_signature);
+        StepRow {
+            session_id: step.session_id.clone(),
+            step_index: step.step_index,
+            ts_start_ms: step.ts_start_ms,
+            ts_end_ms: step.ts_end_ms,
+            tool: step.tool.clone(),
+            args: step.args.clone(),
+            text: text_stored.then(|| step.text.clone()),
+            text_sha256: sha256_hex(step.text.as_bytes()),
+            decision: decision.decision.clone(),
+            reroute: decision.reroute.clone(),
+            rule_id: decision.rule_id.clone(),
+            reason: decision.reason.clone(),
+            classes: decision.classes.clone(),
+            delivery: decision.delivery,
+            delivery_note: decision.delivery_note.clone(),
+            stress_signature: (!stress.is_nan()).then_some(stress),
+            spike: step.spike,
+            latency_ms: (!step.latency_ms.is_nan()).then_some(step.latency_ms),
+            scores: as_read(&step.scores),
+            peak: as_read(&step.peak),
+            tracker_state: step.tracker_state.clone(),
+            config_row: None,
+            step_row: receipt.step_row,
+            step_seq: receipt.step_seq,
+            step_hash: receipt.step_hash.clone(),
+            decision_row: receipt.decision_row,
+            decision_seq: receipt.seq,
+            decision_hash: receipt.row_hash.clone(),
+        }
+    }
 }
 
 /// One row of the `config` table.

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use limbic_audit::{AuditLog, AuditOptions, ConfigRecord, DecisionRecord, Delivery, StepRecord};
+use limbic_audit::{
+    AuditLog, AuditOptions, ConfigRecord, DecisionRecord, Delivery, StepRecord, StepRow,
+};
 use limbic_engine::EngineConfig;
 use limbic_policy::{Decision, Policy, PolicyHandle, PolicyWatcher, StepView};
 use limbic_vectors::Pack;
@@ -79,7 +81,13 @@ pub struct Guard {
     model_sha: String,
     model_name: String,
     store_text: StoreText,
+    commit_sink: Option<CommitSink>,
+    pub(crate) reloader: Option<crate::reload::Reloader>,
 }
+
+/// Called with each step's audit row right after it is committed (e.g. to stream it to an
+/// OpenTelemetry collector); it runs on the guard's thread, so it must not block.
+pub type CommitSink = Box<dyn FnMut(&StepRow) + Send>;
 
 /// How a step's text reaches the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -142,13 +150,30 @@ impl Guard {
             model_sha,
             model_name,
             store_text: StoreText::Full,
+            commit_sink: None,
+            reloader: None,
         }
+    }
+
+    /// Sets the function each committed step's row is handed to ([`CommitSink`]).
+    pub fn set_commit_sink(&mut self, sink: CommitSink) {
+        self.commit_sink = Some(sink);
     }
 
     /// Sets how step text is written (the audit log must have been opened with
     /// `store_text = false` for [`StoreText::Hash`]).
     pub fn set_store_text(&mut self, mode: StoreText) {
         self.store_text = mode;
+    }
+
+    /// How step text is written now.
+    pub fn store_text(&self) -> StoreText {
+        self.store_text
+    }
+
+    /// Replaces the policy source (a profile reload naming another policy).
+    pub(crate) fn replace_policy(&mut self, policy: PolicySource) {
+        self.policy = policy;
     }
 
     pub fn scorer(&self) -> Option<&Scorer> {
@@ -423,6 +448,54 @@ impl Guard {
         Ok(())
     }
 
+    /// What identifies the configuration in force: policy and pack hashes.
+    fn config_key(&self, policy: &Policy) -> (String, String) {
+        let pack_hash = self
+            .scorer
+            .as_ref()
+            .map(|s| s.pack_hash().to_string())
+            .unwrap_or_default();
+        (policy.hash().to_string(), pack_hash)
+    }
+
+    /// Records the configuration in force as a config row of the audit chain (`reload`
+    /// says what changed, when a reload is the reason).
+    pub(crate) fn write_config(
+        &mut self,
+        policy: &Policy,
+        reload: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let key = self.config_key(policy);
+        let mut settings = serde_json::json!({
+            "policy": policy.origin(),
+            "fail_mode": policy.fail_mode().as_str(),
+            "store_text": match (self.store_text, audit.options().store_text) {
+                (_, false) => StoreText::Hash.as_str(),
+                (mode, true) => mode.as_str(),
+            },
+        });
+        if let Some(profile) = self.reloader.as_ref().and_then(|r| r.profile()) {
+            settings["profile"] = serde_json::json!(profile.origin);
+        }
+        if let Some(reload) = reload {
+            settings["reload"] = reload;
+        }
+        audit.record_config(&ConfigRecord {
+            policy_hash: key.0.clone(),
+            pack_hash: key.1.clone(),
+            model_sha256: self.model_sha.clone(),
+            model_name: self.model_name.clone(),
+            limbic_version: env!("CARGO_PKG_VERSION").to_string(),
+            settings,
+            started_at_ms: limbic_audit::now_unix_ms(),
+        })?;
+        self.recorded_config = Some(key);
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &mut self,
@@ -440,34 +513,12 @@ impl Guard {
             .ok()
             .and_then(|s| s.tracker_history(&input.session))
             .map(|history| serde_json::json!({ "signatures": history }));
+        if self.recorded_config.as_ref() != Some(&self.config_key(policy)) {
+            self.write_config(policy, None)?;
+        }
         let Some(audit) = &self.audit else {
             return Ok(());
         };
-        let pack_hash = self
-            .scorer
-            .as_ref()
-            .map(|s| s.pack_hash().to_string())
-            .unwrap_or_default();
-        let key = (policy.hash().to_string(), pack_hash.clone());
-        if self.recorded_config.as_ref() != Some(&key) {
-            audit.record_config(&ConfigRecord {
-                policy_hash: policy.hash().to_string(),
-                pack_hash,
-                model_sha256: self.model_sha.clone(),
-                model_name: self.model_name.clone(),
-                limbic_version: env!("CARGO_PKG_VERSION").to_string(),
-                settings: serde_json::json!({
-                    "policy": policy.origin(),
-                    "fail_mode": policy.fail_mode().as_str(),
-                    "store_text": match (self.store_text, audit.options().store_text) {
-                        (_, false) => StoreText::Hash.as_str(),
-                        (mode, true) => mode.as_str(),
-                    },
-                }),
-                started_at_ms: limbic_audit::now_unix_ms(),
-            })?;
-            self.recorded_config = Some(key);
-        }
         // Redacted before the record exists: no unredacted copy reaches the log.
         let redact = self.store_text == StoreText::Redacted;
         let (text, args, reason) = if redact {
@@ -483,35 +534,43 @@ impl Guard {
                 decision.reason.clone(),
             )
         };
-        audit.append_step(
-            &StepRecord {
-                session_id: input.session.clone(),
-                step_index: outcome.step,
-                ts_start_ms: ts_start,
-                ts_end_ms: limbic_audit::now_unix_ms(),
-                tool: input.action.tool.clone(),
-                args,
-                text,
-                scores: outcome.scores.clone(),
-                peak: outcome.peaks.clone(),
-                stress_signature: stress,
-                spike: outcome.spike,
-                latency_ms: outcome.latency_ms,
-                tracker_state,
-            },
-            &DecisionRecord {
-                decision: outcome.decision.as_str().to_string(),
-                reroute: decision
-                    .reroute
-                    .as_ref()
-                    .map(|r| r.kind().as_str().to_string()),
-                rule_id: decision.rule_id.clone(),
-                reason,
-                classes: decision.classes.clone(),
-                delivery,
-                delivery_note,
-            },
-        )?;
+        let step_record = StepRecord {
+            session_id: input.session.clone(),
+            step_index: outcome.step,
+            ts_start_ms: ts_start,
+            ts_end_ms: limbic_audit::now_unix_ms(),
+            tool: input.action.tool.clone(),
+            args,
+            text,
+            scores: outcome.scores.clone(),
+            peak: outcome.peaks.clone(),
+            stress_signature: stress,
+            spike: outcome.spike,
+            latency_ms: outcome.latency_ms,
+            tracker_state,
+        };
+        let decision_record = DecisionRecord {
+            decision: outcome.decision.as_str().to_string(),
+            reroute: decision
+                .reroute
+                .as_ref()
+                .map(|r| r.kind().as_str().to_string()),
+            rule_id: decision.rule_id.clone(),
+            reason,
+            classes: decision.classes.clone(),
+            delivery,
+            delivery_note,
+        };
+        let receipt = audit.append_step(&step_record, &decision_record)?;
+        // Only after the commit: what leaves the host is never ahead of the log.
+        if let Some(sink) = &mut self.commit_sink {
+            sink(&StepRow::committed(
+                &step_record,
+                &decision_record,
+                &receipt,
+                audit.options().store_text,
+            ));
+        }
         Ok(())
     }
 }
@@ -679,7 +738,6 @@ fn check_profile(
     n_ctx: u32,
     n_batch: u32,
 ) -> Result<crate::profile::MemoryEstimate> {
-    let info = model.info();
     let mut layers: Vec<u32> = pack
         .manifest()
         .emotions
@@ -688,6 +746,18 @@ fn check_profile(
         .collect();
     layers.sort_unstable();
     layers.dedup();
+    check_profile_taps(profile, model, layers.len(), n_ctx, n_batch)
+}
+
+/// [`Profile::check_fits`] for `model` with `tapped` probe layers.
+pub(crate) fn check_profile_taps(
+    profile: &Profile,
+    model: &limbic_engine::Model,
+    tapped: usize,
+    n_ctx: u32,
+    n_batch: u32,
+) -> Result<crate::profile::MemoryEstimate> {
+    let info = model.info();
     profile.check_fits(
         &ModelShape {
             file_bytes: info.file_size,
@@ -697,6 +767,6 @@ fn check_profile(
         },
         n_ctx,
         n_batch,
-        u32::try_from(layers.len()).unwrap_or(u32::MAX),
+        u32::try_from(tapped).unwrap_or(u32::MAX),
     )
 }

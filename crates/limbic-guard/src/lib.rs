@@ -27,13 +27,15 @@ pub mod models;
 pub mod native;
 pub mod profile;
 pub mod redact;
+mod reload;
 pub mod render;
 pub mod replay;
 pub mod scorer;
 pub mod sweep;
 
 pub use api::{Action, StepAnswer, StepRequest};
-pub use guard::{Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
+pub use guard::{CommitSink, Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
 pub use jsonl::read_jsonl;
 pub use profile::Profile;
+pub use reload::{ReloadState, ReloadStatus, WatchedFile};
 pub use scorer::{Reading, Scorer};

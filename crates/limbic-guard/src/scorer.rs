@@ -107,6 +107,7 @@ pub struct Scorer {
     trackers: HashMap<String, SessionTracker>,
     tracker_config: TrackerConfig,
     pack_hash: String,
+    pack_dir: PathBuf,
 }
 
 impl Scorer {
@@ -132,6 +133,7 @@ impl Scorer {
             trackers: HashMap::new(),
             tracker_config: TrackerConfig::default(),
             pack_hash: pack_hash(pack.dir())?,
+            pack_dir: pack.dir().to_path_buf(),
         })
     }
 
@@ -151,6 +153,43 @@ impl Scorer {
     /// Hash of the pack's files (recorded in the audit's configuration rows).
     pub fn pack_hash(&self) -> &str {
         &self.pack_hash
+    }
+
+    /// Swaps in another pack for the same model (hot reload): its probes, calibration and
+    /// signature weights, and the tapped layers it needs. Sessions, their KV caches and
+    /// stress trackers stay (scores are in calibrated units whatever the pack). A pack for
+    /// another model, or one that cannot be used, is refused and nothing changes.
+    pub fn replace_pack(&mut self, pack: &Pack) -> Result<()> {
+        let info = self.engine.model().info();
+        pack.check_model(&info.sha256, info.n_embd)?;
+        let bank = ProbeBank::from_pack(pack)?;
+        let hash = pack_hash(pack.dir())?;
+        // Layers tapped beyond the probes' own (evaluation taps) stay tapped.
+        let old = self.bank.layers();
+        let mut taps = bank.layers();
+        taps.extend(
+            self.engine
+                .tapped_layers()
+                .iter()
+                .filter(|l| !old.contains(l)),
+        );
+        taps.sort_unstable();
+        taps.dedup();
+        self.engine.set_taps(&taps)?;
+        self.bank = bank;
+        self.pack_hash = hash;
+        self.pack_dir = pack.dir().to_path_buf();
+        Ok(())
+    }
+
+    /// The directory the pack in use was loaded from.
+    pub fn pack_dir(&self) -> &Path {
+        &self.pack_dir
+    }
+
+    /// How many layers the probes tap (a profile caps it).
+    pub fn probe_layer_count(&self) -> usize {
+        self.bank.layers().len()
     }
 
     pub fn emotions(&self) -> &[String] {

@@ -65,5 +65,5 @@ pub use policy::{
 };
 pub use spec::FailMode;
 pub use template::PLACEHOLDERS;
-pub use watcher::{PolicyHandle, PolicyWatcher};
+pub use watcher::{ChangeHook, ChangeWatch, PolicyHandle, PolicyWatcher};
 pub use words::tool_words;

@@ -25,7 +25,7 @@ use crate::policy::Policy;
 pub struct PolicyWatcher {
     handle: PolicyHandle,
     // Kept alive for its side effect: dropping it stops the watch.
-    _watcher: RecommendedWatcher,
+    _watch: ChangeWatch,
 }
 
 /// A cheap, cloneable view of the watched policy for other threads.
@@ -42,6 +42,59 @@ struct Shared {
     /// save produces does not re-parse (or re-log) identical content.
     last_seen: Mutex<Option<[u8; 32]>>,
     reloads: AtomicU64,
+    /// Called after each reload that swapped a policy in or recorded an error.
+    on_change: Mutex<Option<ChangeHook>>,
+}
+
+/// What [`PolicyHandle::set_on_change`] installs: called with the policy in force after a
+/// reload and, when the changed file was refused, its error.
+pub type ChangeHook = Box<dyn Fn(&Arc<Policy>, Option<&PolicyError>) + Send + Sync>;
+
+/// Calls a function (on its own thread) after each burst of file-system changes in one
+/// directory has settled: the mechanism behind [`PolicyWatcher`], for other watched files
+/// (vector packs, device profiles). Dropping it stops the watch.
+pub struct ChangeWatch {
+    _watcher: RecommendedWatcher,
+}
+
+impl ChangeWatch {
+    /// Watches `dir` (not recursively). Editors and config managers usually replace a file
+    /// by renaming a new one over it, which a watch on the old inode would miss: watch the
+    /// file's directory and compare contents in `on_change`.
+    pub fn spawn(
+        dir: &Path,
+        thread_name: &str,
+        on_change: impl FnMut() + Send + 'static,
+    ) -> Result<ChangeWatch, notify::Error> {
+        // The notify callback only signals; a thread waits for the burst of events one
+        // save produces (truncate, write, close) to settle before calling `on_change`, so
+        // a half-written file is rarely seen at all.
+        let (signal, signals) = mpsc::channel::<()>();
+        let error_dir = dir.to_path_buf();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                match event {
+                    // Any change in the directory may be ours (renames, symlink swaps);
+                    // `on_change` compares contents. Our own reads show up as access
+                    // events and must not trigger a reload.
+                    Ok(event) if is_change(&event.kind) => {
+                        let _ = signal.send(());
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(
+                        dir = %error_dir.display(),
+                        error = %err,
+                        "file watch error"
+                    ),
+                }
+            })?;
+        std::thread::Builder::new()
+            .name(thread_name.to_owned())
+            .spawn(move || settle_loop(&signals, on_change))
+            .map_err(notify::Error::io)?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        Ok(ChangeWatch { _watcher: watcher })
+    }
 }
 
 impl PolicyWatcher {
@@ -57,58 +110,25 @@ impl PolicyWatcher {
             last_error: Mutex::new(None),
             last_seen: Mutex::new(seen),
             reloads: AtomicU64::new(0),
+            on_change: Mutex::new(None),
         });
-
-        // The notify callback only signals; a worker thread waits for the burst
-        // of events one save produces (truncate, write, close) to settle before
-        // reading, so a half-written file is rarely seen at all.
-        let (signal, signals) = mpsc::channel::<()>();
-        let error_path = path.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                match event {
-                    // Any change in the directory may be ours (renames, symlink swaps);
-                    // the content hash check makes unrelated events cheap. Our own
-                    // reads show up as access events and must not trigger a reload.
-                    Ok(event) if is_change(&event.kind) => {
-                        let _ = signal.send(());
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(
-                        path = %error_path.display(),
-                        error = %err,
-                        "policy file watch error"
-                    ),
-                }
-            })
-            .map_err(|source| PolicyError::Watch {
-                path: path.clone(),
-                source,
-            })?;
-
-        let worker_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("limbic-policy-watch".to_owned())
-            .spawn(move || reload_loop(&worker_shared, &signals))
-            .map_err(|e| PolicyError::Watch {
-                path: path.clone(),
-                source: notify::Error::io(e),
-            })?;
 
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| PolicyError::Watch {
-                path: path.clone(),
-                source,
-            })?;
+        let worker_shared = Arc::clone(&shared);
+        let watch = ChangeWatch::spawn(&dir, "limbic-policy-watch", move || {
+            worker_shared.reload_if_changed()
+        })
+        .map_err(|source| PolicyError::Watch {
+            path: path.clone(),
+            source,
+        })?;
 
         Ok(PolicyWatcher {
             handle: PolicyHandle { shared },
-            _watcher: watcher,
+            _watch: watch,
         })
     }
 
@@ -164,6 +184,16 @@ impl PolicyHandle {
     pub fn reload_count(&self) -> u64 {
         self.shared.reloads.load(Ordering::SeqCst)
     }
+
+    /// Installs `hook`, called (on the watcher's thread) after each reload that swapped a
+    /// new policy in or recorded an error, e.g. to record the change in an audit log.
+    pub fn set_on_change(&self, hook: ChangeHook) {
+        *self
+            .shared
+            .on_change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
 }
 
 /// How long the directory must be quiet before a reload.
@@ -178,7 +208,7 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// Runs until the watcher (and with it the sending side) is dropped.
-fn reload_loop(shared: &Shared, signals: &Receiver<()>) {
+fn settle_loop(signals: &Receiver<()>, mut on_change: impl FnMut()) {
     while signals.recv().is_ok() {
         loop {
             match signals.recv_timeout(SETTLE) {
@@ -187,7 +217,7 @@ fn reload_loop(shared: &Shared, signals: &Receiver<()>) {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-        shared.reload_if_changed();
+        on_change();
     }
 }
 
@@ -197,8 +227,21 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 impl Shared {
     fn reload_if_changed(&self) {
-        // Errors are recorded inside `reload`; nothing more to do on this thread.
-        let _ = self.reload(false);
+        // Errors are recorded inside `reload`; only the hook is left to call.
+        let error = match self.reload(false) {
+            Ok(false) => return,
+            Ok(true) => None,
+            Err(e) => Some(e),
+        };
+        let current = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        if let Some(hook) = self
+            .on_change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            hook(&current, error.as_deref());
+        }
     }
 
     /// Re-reads the file. Without `force`, content identical to the last

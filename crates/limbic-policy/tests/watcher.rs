@@ -166,3 +166,46 @@ fn spawn_fails_when_the_initial_policy_is_broken() {
     assert!(err.to_string().contains("nope"), "{err}");
     assert!(PolicyWatcher::spawn(dir.path().join("missing.toml")).is_err());
 }
+
+#[test]
+fn the_change_hook_hears_each_reload_and_each_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy_text("warn")).unwrap();
+    let watcher = PolicyWatcher::spawn(&path).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = heard.clone();
+    watcher
+        .handle()
+        .set_on_change(Box::new(move |policy, error: Option<&PolicyError>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            log.lock()
+                .unwrap()
+                .push((policy.name().to_string(), error.is_some()));
+        }));
+    replace_atomically(&path, "decision = [");
+    wait_until("the hook to hear the error", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+    assert!(watcher.last_error().is_some());
+    replace_atomically(&path, &policy_text("veto"));
+    wait_until("the hook to hear the reload", || {
+        calls.load(Ordering::SeqCst) == 2
+    });
+    assert_eq!(watcher.current().name(), "watched-veto");
+    // Unrelated files in the directory do not call it.
+    std::fs::write(dir.path().join("other.txt"), "x").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            ("watched-warn".to_string(), true),
+            ("watched-veto".to_string(), false)
+        ]
+    );
+}

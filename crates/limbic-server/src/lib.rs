@@ -9,12 +9,18 @@
 //! rebinding); connections are capped and must send their headers and body in time
 //! (slowloris). On SIGTERM/Ctrl-C the daemon stops accepting, lets answers in flight finish,
 //! and checkpoints the audit WAL so `audit.db` alone holds every row.
+//!
+//! A changed policy, vector pack or profile file is applied by the worker between steps
+//! (`limbic_guard::ReloadStatus`, shown on `/health`). With the `otlp` feature each committed
+//! decision is also streamed to an OpenTelemetry collector (`otlp.rs`).
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod metrics;
 mod openai;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod routes;
 mod worker;
 pub use worker::MAX_BATCH;
@@ -48,6 +54,8 @@ pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 pub const CHAT_PATH: &str = "/v1/chat/completions";
 pub const MODELS_PATH: &str = "/v1/models";
 pub const PROPS_PATH: &str = "/props";
+/// Default bound of the OTLP queue (decisions).
+pub const DEFAULT_OTLP_QUEUE: usize = 4096;
 /// How long shutdown waits for answers in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -58,7 +66,7 @@ pub struct ServerConfig {
     pub addr: String,
     /// Also listen on this Unix socket.
     pub socket: Option<PathBuf>,
-    /// Reload the policy file when it changes.
+    /// Reload the policy file, the vector pack and the profile file when they change.
     pub watch_policy: bool,
     pub guard: GuardConfig,
     /// The token file; `None`: `$LIMBIC_HOME/token` (created at first start).
@@ -74,7 +82,15 @@ pub struct ServerConfig {
     pub anchor_out: Option<PathBuf>,
     /// The anchor's ed25519 key; `None`: `<audit>.key`, created 0600 if missing.
     pub anchor_key: Option<PathBuf>,
+    /// Stream every committed decision as OTLP/HTTP JSON traces to this collector
+    /// (`http://host[:port][/base]`); needs the `otlp` feature.
+    pub otlp_endpoint: Option<String>,
+    /// Decisions queued for the collector before the oldest is dropped.
+    pub otlp_queue: usize,
 }
+
+/// Whether this build can stream to an OpenTelemetry collector (the `otlp` feature).
+pub const OTLP_BUILT: bool = cfg!(feature = "otlp");
 
 impl ServerConfig {
     /// A configuration with the default limits.
@@ -90,6 +106,8 @@ impl ServerConfig {
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             anchor_out: None,
             anchor_key: None,
+            otlp_endpoint: None,
+            otlp_queue: DEFAULT_OTLP_QUEUE,
         }
     }
 }
@@ -99,6 +117,7 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: serde_json::Value,
     pub(crate) policy: Option<limbic_policy::PolicyHandle>,
+    pub(crate) reload: Option<limbic_guard::ReloadStatus>,
     pub(crate) token: String,
     /// Lowercase host names a `Host` header may carry (port stripped).
     pub(crate) hosts: BTreeSet<String>,
@@ -130,7 +149,12 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let token = limbic_guard::auth::load_or_create_token(&token_path)
         .with_context(|| format!("preparing the daemon token {}", token_path.display()))?;
 
-    let guard = config
+    // Checked before the model loads, like the sockets.
+    #[cfg(feature = "otlp")]
+    let otlp_endpoint = otlp_endpoint(config.otlp_endpoint.as_deref())?;
+    #[cfg(not(feature = "otlp"))]
+    refuse_otlp_endpoint(config.otlp_endpoint.as_deref())?;
+    let mut guard = config
         .guard
         .build(config.watch_policy && config.guard.policy.is_some())?;
     let scorer_error = guard.scorer_error().map(str::to_string);
@@ -157,6 +181,11 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         "token_file": token_path,
     });
     let policy = guard.policy_handle();
+    let reload = if config.watch_policy {
+        Some(guard.watch_config(&config.guard)?)
+    } else {
+        None
+    };
 
     let perf = Arc::new(Mutex::new(limbic_engine::PerfStats::default()));
     let metrics = Arc::new(Metrics::default());
@@ -178,6 +207,19 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         }
         None => None,
     };
+    #[cfg(feature = "otlp")]
+    let exporter = match otlp_endpoint {
+        Some(endpoint) => {
+            eprintln!(
+                "limbic serve: streaming decisions to http://{}{}",
+                endpoint.authority, endpoint.path
+            );
+            let e = otlp::Exporter::start(endpoint, config.otlp_queue, metrics.clone())?;
+            guard.set_commit_sink(e.sink());
+            Some(e)
+        }
+        None => None,
+    };
     let (tx, worker) = worker::spawn(guard, anchor, perf.clone(), metrics.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -194,6 +236,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
             metrics,
             health,
             policy,
+            reload,
             token,
         },
         perf,
@@ -201,10 +244,32 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     // Every sender to the worker lives in tasks of this runtime: dropping it lets the
     // worker drain its queue, checkpoint the WAL and stop.
     rt.shutdown_timeout(DRAIN);
-    if worker.join().is_err() {
+    let joined = worker.join();
+    // After the worker: every committed decision has been queued by now.
+    #[cfg(feature = "otlp")]
+    if let Some(e) = exporter {
+        e.shutdown();
+    }
+    if joined.is_err() {
         bail!("the guard worker panicked");
     }
     served
+}
+
+#[cfg(feature = "otlp")]
+fn otlp_endpoint(url: Option<&str>) -> Result<Option<otlp::Endpoint>> {
+    url.map(|u| otlp::Endpoint::parse(u).context("--otlp-endpoint"))
+        .transpose()
+}
+
+#[cfg(not(feature = "otlp"))]
+fn refuse_otlp_endpoint(url: Option<&str>) -> Result<()> {
+    match url {
+        Some(u) => bail!(
+            "--otlp-endpoint {u}: this limbic was built without OTLP streaming; rebuild with              `cargo build --release -p limbic --features otlp` (or export the log later with              `limbic audit export --format otlp-json`)"
+        ),
+        None => Ok(()),
+    }
 }
 
 struct AppParts {
@@ -212,6 +277,7 @@ struct AppParts {
     metrics: Arc<Metrics>,
     health: serde_json::Value,
     policy: Option<limbic_policy::PolicyHandle>,
+    reload: Option<limbic_guard::ReloadStatus>,
     token: String,
 }
 
@@ -246,6 +312,7 @@ async fn run_listeners(
         metrics: parts.metrics.clone(),
         health: parts.health,
         policy: parts.policy,
+        reload: parts.reload.clone(),
         token: parts.token,
         hosts,
         body_timeout: config.header_timeout * 2,
@@ -271,8 +338,10 @@ async fn run_listeners(
         eprintln!("limbic serve: shutting down");
         let _ = stop_tx.send(true);
     });
-    // Keep llama.cpp timings fresh for /metrics, and checkpoint the WAL now and then.
+    // Keep llama.cpp timings fresh for /metrics, checkpoint the WAL now and then, and wake
+    // the worker for a changed policy, pack or profile (it applies them between steps).
     let metrics = parts.metrics.clone();
+    let reload = parts.reload;
     let mut stop = stop_rx.clone();
     let jobs = parts.jobs;
     let every = config.checkpoint_every.max(Duration::from_secs(1));
@@ -285,6 +354,9 @@ async fn run_listeners(
             if last_checkpoint.elapsed() >= every {
                 last_checkpoint = tokio::time::Instant::now();
                 let _ = jobs.try_send(worker::Work::Checkpoint);
+            }
+            if reload.as_ref().is_some_and(|r| r.pending()) {
+                let _ = jobs.try_send(worker::Work::Reload);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -39,6 +39,21 @@ pub(crate) struct Metrics {
     pub(crate) chat_predicted_tokens: AtomicU64,
     pub(crate) chat_regenerations: AtomicU64,
     pub(crate) chat_withheld: AtomicU64,
+    pub(crate) otlp: OtlpCounters,
+}
+
+/// The OTLP stream's counters (shown only when a stream is configured).
+#[derive(Default)]
+pub(crate) struct OtlpCounters {
+    pub(crate) enabled: std::sync::atomic::AtomicBool,
+    /// Decisions the collector accepted.
+    pub(crate) exported: AtomicU64,
+    /// Decisions dropped: queue full (oldest first) or refused by the collector.
+    pub(crate) dropped: AtomicU64,
+    /// Export requests that failed (unreachable, timeout, error status).
+    pub(crate) failed: AtomicU64,
+    /// Decisions waiting to be sent.
+    pub(crate) queued: AtomicU64,
 }
 
 impl Metrics {
@@ -226,6 +241,37 @@ pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Respo
         ];
         for (name, help, value) in llama {
             metric(&mut out, name, "counter", help, value);
+        }
+    }
+    if m.otlp.enabled.load(Ordering::Relaxed) {
+        let otlp = [
+            (
+                "limbic_otlp_exported_total",
+                "counter",
+                "Decisions the OTLP collector accepted.",
+                &m.otlp.exported,
+            ),
+            (
+                "limbic_otlp_dropped_total",
+                "counter",
+                "Decisions not streamed: queue full (oldest dropped) or refused by the collector (all are in the audit log).",
+                &m.otlp.dropped,
+            ),
+            (
+                "limbic_otlp_failed_total",
+                "counter",
+                "OTLP export requests that failed (collector unreachable, timeout, error status); retried with backoff.",
+                &m.otlp.failed,
+            ),
+            (
+                "limbic_otlp_queue_depth",
+                "gauge",
+                "Decisions waiting to be streamed to the OTLP collector.",
+                &m.otlp.queued,
+            ),
+        ];
+        for (name, kind, help, value) in otlp {
+            metric(&mut out, name, kind, help, value.load(Ordering::Relaxed));
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

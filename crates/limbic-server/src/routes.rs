@@ -110,6 +110,10 @@ pub(crate) async fn health_handler(State(state): State<Arc<AppState>>) -> Respon
             "last_error": handle.last_error().map(|e| e.to_string()),
         });
     }
+    if let Some(reload) = &state.reload {
+        problems.extend(reload.problems());
+        health["reload"] = json!(reload.state());
+    }
     // Still 200: the daemon answers (by fail mode if need be); `status` tells a monitor.
     if !problems.is_empty() {
         health["status"] = json!("degraded");

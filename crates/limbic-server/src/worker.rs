@@ -66,6 +66,8 @@ pub(crate) enum Work {
     Chat(Box<ChatJob>),
     /// Copy the audit WAL into the database file (periodic; also done when the worker stops).
     Checkpoint,
+    /// A watched policy, pack or profile changed: apply it (between steps).
+    Reload,
 }
 
 /// Steps waiting for the worker before senders wait too.
@@ -114,14 +116,21 @@ pub(crate) fn spawn(
                     Work::Step(job) => jobs.push(job),
                     Work::Chat(chat) => chats.push(chat),
                     Work::Checkpoint => checkpoint = true,
+                    Work::Reload => {}
                 }
                 while !jobs.is_empty() && jobs.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(Work::Step(job)) => jobs.push(job),
                         Ok(Work::Chat(chat)) => chats.push(chat),
                         Ok(Work::Checkpoint) => checkpoint = true,
+                        Ok(Work::Reload) => {}
                         Err(_) => break,
                     }
+                }
+                // Before the batch, so its steps are decided (and audited) under the
+                // configuration now on disk; a no-op unless a watcher saw a change.
+                if let Err(e) = guard.apply_reloads() {
+                    tracing::warn!("recording a reload in the audit log failed: {e:#}");
                 }
                 for chat in chats {
                     chat.run(&mut guard);

@@ -190,7 +190,7 @@ impl AurocTable {
 /// Where the plot's text font comes from.
 #[derive(Clone, Debug, Default)]
 pub enum FontSource {
-    /// `$LIMBIC_FONT`, then common system locations ([`FONT_CANDIDATES`]).
+    /// `$LIMBIC_FONT` if set and loadable, else the embedded font ([`EMBEDDED_FONT`]).
     #[default]
     Auto,
     /// This TrueType/OpenType file.
@@ -202,18 +202,10 @@ pub enum FontSource {
 /// Environment variable naming a font file for plots.
 pub const FONT_ENV: &str = "LIMBIC_FONT";
 
-/// Fonts tried by [`FontSource::Auto`] (Debian/Ubuntu, Fedora, Arch, macOS, Windows).
-pub const FONT_CANDIDATES: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
+/// DejaVu Sans 2.37, compiled in (license: `crates/limbic-vectors/fonts/LICENSE-DejaVu.txt`):
+/// plots have text on a machine without fontconfig or any system font, and look the same
+/// everywhere.
+pub const EMBEDDED_FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
 /// The family name fonts are registered under for plots (pass it to plotters' text styles).
 pub const FONT_FAMILY: &str = "sans-serif";
@@ -267,11 +259,11 @@ fn register_font_file(path: &Path) -> bool {
 fn auto_font() -> bool {
     static LOADED: OnceLock<bool> = OnceLock::new();
     *LOADED.get_or_init(|| {
-        let from_env = std::env::var_os(FONT_ENV).map(PathBuf::from);
+        let from_env = std::env::var_os(FONT_ENV)
+            .map(PathBuf::from)
+            .is_some_and(|path| register_font_file(&path));
         from_env
-            .into_iter()
-            .chain(FONT_CANDIDATES.iter().map(PathBuf::from))
-            .any(|path| register_font_file(&path))
+            || plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, EMBEDDED_FONT).is_ok()
     })
 }
 

@@ -165,6 +165,8 @@ fn tail_truncated_with_head_update_fails_against_an_earlier_anchor() {
         decision_row: last.decision_row,
         seq: last.seq,
         row_hash: String::new(),
+        step_seq: last.seq - 1,
+        step_hash: String::new(),
     };
     let new_end = truncate_last_step(&attacker(&path), &receipt);
 

@@ -84,10 +84,8 @@ fn plot_is_written_as_png() {
     };
     let info = plot_auroc_png(&table, &path, &options).unwrap();
     assert_png(&path, options.width, options.height);
-    let font_present = limbic_vectors::eval::FONT_CANDIDATES
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
-    assert_eq!(info.with_text, font_present);
+    // The embedded font: text whatever the machine has installed.
+    assert!(info.with_text);
     if let Ok(keep) = std::env::var("LIMBIC_KEEP_PLOT") {
         std::fs::copy(&path, keep).unwrap();
     }

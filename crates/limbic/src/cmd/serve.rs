@@ -19,7 +19,11 @@ pub struct ServeArgs {
     /// Also listen on this Unix socket (a file there that is not a stale socket is refused).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Reload the policy file when it changes (a broken edit keeps the last good policy).
+    /// Reload the policy file, the vector pack directory and the profile file when they
+    /// change, between steps: a broken or wrong-model file keeps the last good one (error on
+    /// /health); each reload is a config row in the audit log. Profile settings that size
+    /// the engine (threads, GPU layers, context, batch, sessions) need a restart (/health
+    /// says which).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     watch_policy: bool,
     /// The token clients must send (`Authorization: Bearer`); created at first start.
@@ -43,6 +47,17 @@ pub struct ServeArgs {
     /// ed25519 key for the anchors (default `<audit>.key`, created mode 0600 if missing).
     #[arg(long, requires = "anchor_out")]
     anchor_key: Option<PathBuf>,
+    /// Stream every decision, after its audit commit, as OTLP/HTTP JSON traces (GenAI
+    /// `execute_tool` + guardrail spans, as `audit export --format otlp-json`) to this
+    /// OpenTelemetry collector: http://host[:port][/path], `/v1/traces` appended (plain
+    /// http only; use a local collector to forward over TLS). Queued in memory, retried
+    /// with backoff, oldest dropped when full; counted in /metrics. Needs a build with
+    /// `--features otlp`; without it this flag is refused at start.
+    #[arg(long, env = "LIMBIC_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Decisions queued for the collector before the oldest is dropped.
+    #[arg(long, default_value_t = limbic_server::DEFAULT_OTLP_QUEUE)]
+    otlp_queue: usize,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -56,6 +71,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     config.checkpoint_every = Duration::from_secs(args.checkpoint_secs.max(1));
     config.anchor_out = args.anchor_out;
     config.anchor_key = args.anchor_key;
+    config.otlp_endpoint = args.otlp_endpoint;
+    config.otlp_queue = args.otlp_queue.max(1);
     limbic_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }

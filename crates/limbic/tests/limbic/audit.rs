@@ -623,19 +623,39 @@ fn serve_refuses_a_profile_the_model_does_not_fit() {
 fn plot_draws_a_session_timeline() {
     let f = fixture();
     let dir = tempdir();
+    // No system font can be found: fontconfig gets an empty configuration and no
+    // $LIMBIC_FONT; the embedded font must still give the plot its text.
+    let fonts_conf = dir.path().join("fonts.conf");
+    std::fs::write(
+        &fonts_conf,
+        "<?xml version=\"1.0\"?><fontconfig></fontconfig>\n",
+    )
+    .expect("write fonts.conf");
+    let no_fonts = |cmd: &mut Command| {
+        cmd.env("FONTCONFIG_FILE", &fonts_conf)
+            .env("FONTCONFIG_PATH", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env_remove("LIMBIC_FONT");
+    };
+    let plot = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "plot",
+            "--session",
+            "devops-k8s-01-notready-node",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = audit_on(&f.db, &args);
+        no_fonts(&mut cmd);
+        cmd
+    };
     for name in ["t.svg", "t.png"] {
         let out = dir.path().join(name);
-        let o = run(&mut audit_on(
-            &f.db,
-            &[
-                "plot",
-                "--session",
-                "devops-k8s-01-notready-node",
-                "--out",
-                out.to_str().expect("utf8"),
-            ],
-        ));
+        let mut cmd = plot(out.to_str().expect("utf8"), &[]);
+        let o = run(&mut cmd);
         assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("without text"), "{}", stderr(&o));
         let bytes = std::fs::read(&out).expect("plot written");
         assert!(bytes.len() > 1000, "{name}: {} bytes", bytes.len());
         if name.ends_with(".svg") {
@@ -644,11 +664,18 @@ fn plot_draws_a_session_timeline() {
                 svg.starts_with("<svg") || svg.contains("<svg"),
                 "not an SVG"
             );
-            if !stderr(&o).contains("without text") {
-                assert!(svg.contains("stress signature"), "no legend in the SVG");
-            }
+            assert!(svg.contains("stress signature"), "no legend in the SVG");
+        } else {
+            let levels = title_grey_levels(&bytes);
+            assert!(
+                levels >= 10,
+                "{levels} grey levels where the title is drawn"
+            );
         }
     }
+    let o = run(&mut plot("x.png", &["--font", "/nonexistent/font.ttf"]));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--font"), "{}", stderr(&o));
     let o = run(&mut audit_on(
         &f.db,
         &["plot", "--session", "nope", "--out", "x.svg"],
@@ -660,6 +687,28 @@ fn plot_draws_a_session_timeline() {
         &["plot", "--session", "nope", "--out", "x.pdf"],
     ));
     assert!(!o.status.success());
+}
+
+/// Distinct mid-grey levels in the band where the title is drawn (top, middle half): black
+/// glyphs anti-aliased over white leave many; lines and markers leave almost none there.
+fn title_grey_levels(png_bytes: &[u8]) -> usize {
+    let mut decoder = png::Decoder::new(png_bytes);
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    let channels = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut levels = std::collections::BTreeSet::new();
+    for y in 15..50.min(h) {
+        for x in w / 4..3 * w / 4 {
+            let p = &buf[(y * w + x) * channels..][..3];
+            if p[0] == p[1] && p[1] == p[2] && (20..235).contains(&p[0]) {
+                levels.insert(p[0]);
+            }
+        }
+    }
+    levels.len()
 }
 
 /// A headless Chromium, if installed (`.ci/setup` installs Debian's `chromium`).

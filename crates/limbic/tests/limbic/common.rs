@@ -238,6 +238,15 @@ pub fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u1
     Some((status, body.to_string()))
 }
 
+/// `limbic serve` with `extra` that must refuse to start; returns its stderr.
+pub fn serve_refused(home: &Path, extra: &[&str]) -> String {
+    let o = run(limbic(home)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(extra));
+    assert!(!o.status.success(), "serve {extra:?} started");
+    stderr(&o)
+}
+
 pub fn step_json(session: &str, text: &str, tool: &str, args: serde_json::Value) -> String {
     serde_json::json!({"session": session, "text": text, "action": {"tool": tool, "args": args}})
         .to_string()

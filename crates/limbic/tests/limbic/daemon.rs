@@ -551,3 +551,15 @@ fn kill_9_under_load_loses_no_acknowledged_decision_and_trackers_resume() {
         assert_eq!(v["step"].as_u64(), Some(last + 1), "{session}");
     }
 }
+
+/// Without the `otlp` feature the flag exists (so `--help` explains it) but is refused at
+/// start, naming the feature, before any model is loaded.
+#[test]
+fn otlp_endpoint_without_the_feature_is_refused_naming_it() {
+    if cfg!(feature = "otlp") {
+        return;
+    }
+    let dir = tempdir();
+    let err = serve_refused(dir.path(), &["--otlp-endpoint", "http://127.0.0.1:4318"]);
+    assert!(err.contains("--features otlp"), "{err}");
+}

@@ -8,5 +8,6 @@ mod daemon;
 mod guard;
 mod hooks;
 mod native;
+mod reload;
 mod throughput;
 mod vectors;

@@ -30,8 +30,8 @@ pub struct PlotArgs {
     /// default policy). The log keeps the policy's hash, not its text.
     #[arg(long)]
     policy: Option<String>,
-    /// Font file for the labels (default: $LIMBIC_FONT, then common system fonts; without
-    /// any, the plot is drawn without text).
+    /// Font file for the labels (default: $LIMBIC_FONT, else the embedded DejaVu Sans, so no
+    /// system font is needed).
     #[arg(long)]
     font: Option<PathBuf>,
     #[arg(long, default_value_t = 1100)]
@@ -103,6 +103,12 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
         None => FontSource::Auto,
     };
     let with_text = load_plot_font(&font);
+    if let (Some(f), false) = (&args.font, with_text) {
+        bail!(
+            "--font {}: not a readable TrueType/OpenType font",
+            f.display()
+        );
+    }
     let thresholds = thresholds_of(&policy);
     let title = format!(
         "session {} — {} steps (thresholds: policy {})",
@@ -137,7 +143,7 @@ pub fn run(args: PlotArgs) -> Result<ExitCode> {
         if with_text {
             ""
         } else {
-            " (no font found: drawn without text; set LIMBIC_FONT or --font)"
+            " (no usable font: drawn without text)"
         }
     );
     Ok(ExitCode::SUCCESS)
