@@ -189,6 +189,9 @@ fn late_and_undelivered_answers_are_recorded_and_hashed() {
     log.append_step(&step("s", 1), &decision("warn")).unwrap();
     log.append_step(&step("s", 2), &late).unwrap();
     log.append_step(&step("s", 3), &gone).unwrap();
+    let mut again = decision("veto");
+    again.delivery = Delivery::Regenerated;
+    log.append_step(&step("s", 4), &again).unwrap();
     assert!(verify(&path).unwrap().ok);
 
     let rows = log.step_rows(Some("s")).unwrap();
