@@ -350,6 +350,24 @@ pub(crate) fn pack_hash(dir: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Feeds `signature` to the session's tracker, creating it on first use.
+fn update_tracker(
+    trackers: &mut HashMap<String, SessionTracker>,
+    config: TrackerConfig,
+    session: &str,
+    signature: f32,
+) -> Result<TrackState> {
+    let tracker = match trackers.entry(session.to_string()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
+        }
+    };
+    tracker
+        .update(signature)
+        .map_err(|e| anyhow!("tracker: {e:?}"))
+}
+
 /// The step's reading from its pooled scores; updates the session's tracker. (A free
 /// function so it can run while a `ProbeSet` still borrows the bank.)
 fn reading(
@@ -367,15 +385,7 @@ fn reading(
         );
     }
     let signature = bank.weights.stress_signature(scores);
-    let tracker = match trackers.entry(session.to_string()) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert(SessionTracker::new(config).map_err(|e| anyhow!("tracker: {e:?}"))?)
-        }
-    };
-    let track = tracker
-        .update(signature)
-        .map_err(|e| anyhow!("tracker: {e:?}"))?;
+    let track = update_tracker(trackers, config, session, signature)?;
     let per_emotion = |f: fn(&limbic_probe::EmotionScore) -> f32| {
         bank.emotions
             .iter()
@@ -467,15 +477,7 @@ impl Scorer {
 
     /// Records `signature` as the session's next step.
     pub fn commit_track(&mut self, session: &str, signature: f32) -> Result<TrackState> {
-        let tracker = match self.trackers.entry(session.to_string()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                SessionTracker::new(self.tracker_config).map_err(|e| anyhow!("tracker: {e:?}"))?,
-            ),
-        };
-        tracker
-            .update(signature)
-            .map_err(|e| anyhow!("tracker: {e:?}"))
+        update_tracker(&mut self.trackers, self.tracker_config, session, signature)
     }
 
     /// Appends `prompt` to the engine session `engine_id` and generates, with `steering`
