@@ -52,6 +52,9 @@ pub struct SessionSummary {
     pub late: u64,
     /// Decisions whose answer never reached the agent.
     pub undelivered: u64,
+    /// Native-mode tries superseded by a steered regeneration.
+    #[serde(default)]
+    pub regenerated: u64,
 }
 
 const DECISION_VIEW_SELECT: &str = "
@@ -233,15 +236,18 @@ fn summarise(
         )
         .and_then(|mut stmt| stmt.query_row([session_id], |r| r.get(0)).optional())
         .ctx(path, ctx)?;
-    let (late, undelivered): (i64, i64) = if version >= 2 {
+    let (late, undelivered, regenerated): (i64, i64, i64) = if version >= 2 {
         conn.prepare_cached(
-            "SELECT COALESCE(SUM(d.delivery = 'late'), 0), COALESCE(SUM(d.delivery = 'undelivered'), 0)
+            "SELECT COALESCE(SUM(d.delivery = 'late'), 0), COALESCE(SUM(d.delivery = 'undelivered'), 0),
+                    COALESCE(SUM(d.delivery = 'regenerated'), 0)
              FROM decisions d JOIN steps s ON s.id = d.step_id WHERE s.session_id = ?1",
         )
-        .and_then(|mut stmt| stmt.query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?))))
+        .and_then(|mut stmt| {
+            stmt.query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        })
         .ctx(path, ctx)?
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     let mut decisions = BTreeMap::new();
     {
@@ -275,5 +281,6 @@ fn summarise(
         first_veto_step: first_veto_step.map(|s| step_u64(path, s)).transpose()?,
         late: u64::try_from(late).unwrap_or(0),
         undelivered: u64::try_from(undelivered).unwrap_or(0),
+        regenerated: u64::try_from(regenerated).unwrap_or(0),
     }))
 }

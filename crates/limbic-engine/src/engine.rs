@@ -485,14 +485,27 @@ impl Engine {
                 }
             };
             let piece = self.model.token_piece(token);
-            let mut flow = ControlFlow::Continue(());
+            let mut flow = None;
             let result = self.decode_run(seq, pos, &[token], true, &mut |tap| {
-                flow = on_token(tap, &piece);
+                flow = Some(on_token(tap, &piece));
             });
             if let Err(e) = result {
                 self.discard_residency(id);
                 return Err(e);
             }
+            // With no layer tapped the run captures nothing: the token is still reported.
+            let flow = match flow {
+                Some(flow) => flow,
+                None => on_token(
+                    &TokenTap {
+                        pos: pos as i32,
+                        token,
+                        index: 0,
+                        rows: self.taps.token_view(0),
+                    },
+                    &piece,
+                ),
+            };
             if let Some(s) = self.sessions.get_mut(id) {
                 s.tokens.push(token);
                 match s.steps.back_mut() {

@@ -390,6 +390,20 @@ fn generation_is_reproducible_and_taps_each_token() {
         .unwrap();
     assert_eq!(out.tokens.len(), 1);
     assert_eq!(out.stop, StopReason::Callback);
+
+    // With no layer tapped every token is still reported (streaming, stop sequences),
+    // and the greedy answer is the tapped one.
+    e.set_taps(&[]).unwrap();
+    let mut pieces = String::new();
+    let untapped = e
+        .generate("plain", &tokens, &greedy, &mut |_| {}, &mut |tap, piece| {
+            assert_eq!(tap.rows.iter().count(), 0);
+            pieces.push_str(piece);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(untapped.tokens, a.tokens);
+    assert_eq!(pieces, untapped.text);
 }
 
 #[test]

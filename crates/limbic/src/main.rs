@@ -119,6 +119,21 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Native mode: decode tokens/s and time to first token of a chat answer through the
+    /// guard (probes on the model's own activations, policy, audit) against a plain greedy
+    /// decode of the same prompt with taps off, on the same context, in the same run.
+    Native {
+        #[command(flatten)]
+        guard: GuardArgs,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repetitions: usize,
+        /// Tokens to generate per answer.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -173,5 +188,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data,
             json,
         }) => cmd::bench::load(&guard.config()?, &data, &sessions, steps, json),
+        Command::Bench(BenchCmd::Native {
+            guard,
+            repetitions,
+            max_tokens,
+            json,
+        }) => cmd::bench::native::run(&guard.config()?, repetitions, max_tokens, json),
     }
 }

@@ -1,5 +1,7 @@
-//! `limbic bench engine | guard`: what tapping and guarding cost, measured against a
-//! baseline in the same run.
+//! `limbic bench engine | guard | load | native`: what tapping and guarding cost, measured
+//! against a baseline in the same run.
+
+pub mod native;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -288,3 +288,33 @@ fn the_stream_is_llama_server_shaped_sse_and_bad_requests_are_openai_errors() {
         "{metrics}"
     );
 }
+
+#[test]
+fn bench_native_decodes_the_same_tokens_guarded_and_plain() {
+    let dir = tempdir();
+    let out = run(limbic(dir.path()).args([
+        "bench",
+        "native",
+        "--model",
+        &model_path().to_string_lossy(),
+        "--repetitions",
+        "1",
+        "--max-tokens",
+        "16",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(b["same_tokens"], true, "{b}");
+    assert!(b["completion_tokens"].as_u64().unwrap_or(0) > 1, "{b}");
+    assert!(!b["tapped_layers"].as_array().expect("layers").is_empty());
+    for key in [
+        "decode_tps_plain",
+        "decode_tps_guarded",
+        "decode_ratio",
+        "ttft_ms_guarded",
+    ] {
+        let v = b[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key}: {b}");
+    }
+}

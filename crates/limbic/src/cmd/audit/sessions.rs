@@ -51,6 +51,9 @@ pub fn run(args: SessionsArgs) -> Result<ExitCode> {
         if s.undelivered > 0 {
             extra.push_str(&format!("  undelivered={}", s.undelivered));
         }
+        if s.regenerated > 0 {
+            extra.push_str(&format!("  regenerated={}", s.regenerated));
+        }
         println!(
             "{:<width$} {:>5}  {:<34} {:>7}  {:>10}{extra}",
             clean(&s.session_id),
