@@ -24,6 +24,19 @@ pub(crate) struct ProbeBank {
 }
 
 impl ProbeBank {
+    /// One value per emotion, named, taken from the pooled scores by `f`.
+    fn per_emotion(
+        &self,
+        scores: &limbic_probe::StepScores,
+        f: fn(&limbic_probe::EmotionScore) -> f32,
+    ) -> Vec<(String, f32)> {
+        self.emotions
+            .iter()
+            .zip(scores.emotions())
+            .map(|(n, s)| (n.clone(), f(s)))
+            .collect()
+    }
+
     pub(crate) fn from_pack(pack: &Pack) -> Result<ProbeBank> {
         let emotions: Vec<String> = pack.emotions().map(str::to_string).collect();
         let mut probes = Vec::new();
@@ -386,16 +399,9 @@ fn reading(
     }
     let signature = bank.weights.stress_signature(scores);
     let track = update_tracker(trackers, config, session, signature)?;
-    let per_emotion = |f: fn(&limbic_probe::EmotionScore) -> f32| {
-        bank.emotions
-            .iter()
-            .zip(scores.emotions())
-            .map(|(n, s)| (n.clone(), f(s)))
-            .collect::<Vec<_>>()
-    };
     Ok(Reading {
-        scores: per_emotion(|s| s.mean_z),
-        peaks: per_emotion(|s| s.peak_z),
+        scores: bank.per_emotion(scores, |s| s.mean_z),
+        peaks: bank.per_emotion(scores, |s| s.peak_z),
         signature,
         track,
     })
@@ -541,12 +547,7 @@ impl Scorer {
             (scores.scored_tokens > 0).then(|| {
                 (
                     self.bank.weights.stress_signature(scores),
-                    self.bank
-                        .emotions
-                        .iter()
-                        .zip(scores.emotions())
-                        .map(|(n, s)| (n.clone(), s.mean_z))
-                        .collect(),
+                    self.bank.per_emotion(scores, |s| s.mean_z),
                 )
             })
         };
