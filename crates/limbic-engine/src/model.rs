@@ -48,6 +48,12 @@ pub struct Model {
     info: ModelInfo,
 }
 
+/// The name of llama.cpp's built-in chat template for an architecture whose GGUF files
+/// are often packaged without `tokenizer.chat_template` (the Gemma 3 270M package is).
+fn builtin_template(arch: &str) -> Option<&'static str> {
+    arch.starts_with("gemma").then_some("gemma")
+}
+
 /// One chat turn for [`Model::apply_chat_template`].
 #[derive(Debug, Clone)]
 pub struct ChatMessage {
@@ -128,11 +134,15 @@ impl Model {
         messages: &[ChatMessage],
         add_assistant: bool,
     ) -> Result<String, EngineError> {
-        let template = self
-            .info
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
+        let template = match self.info.chat_template.as_deref() {
+            Some(t) => t,
+            None => builtin_template(&self.info.arch).ok_or_else(|| {
+                EngineError::Template(format!(
+                    "the model has no chat template and llama.cpp has none built in for arch {:?}",
+                    self.info.arch
+                ))
+            })?,
+        };
         let pairs: Vec<(String, String)> = messages
             .iter()
             .map(|m| (m.role.clone(), m.content.clone()))

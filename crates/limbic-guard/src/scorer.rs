@@ -415,7 +415,8 @@ pub struct TurnReading {
     pub stop: limbic_engine::StopReason,
     /// As tapped (the control vector's push included).
     pub raw: (f32, Vec<(String, f32)>),
-    /// With the control vector subtracted from the tapped rows of the steered layers.
+    /// With the control vector's direct push subtracted from the tapped rows: at each
+    /// tapped layer, the sum of the vectors added at that layer and the ones before it.
     pub corrected: (f32, Vec<(String, f32)>),
     /// The new prompt tokens, as the model read them (`None`: nothing new was read).
     pub prompt: Option<(f32, Vec<(String, f32)>)>,
@@ -504,6 +505,23 @@ impl Scorer {
         let mut acc_raw = StepAccumulator::new(&set);
         let mut acc_corrected = StepAccumulator::new(&set);
         let mut corrected_rows: Vec<(u32, Vec<f32>)> = Vec::new();
+        // A vector added at layer l rides the residual stream into every later layer's
+        // output, so the direct push at a tapped layer L is the sum of the vectors at l <= L.
+        let pushes: Vec<(u32, Vec<f32>)> = steering
+            .map(|vectors| {
+                self.engine
+                    .tapped_layers()
+                    .iter()
+                    .map(|&tapped| {
+                        let mut sum = vec![0.0f32; self.bank.n_embd];
+                        for (_, v) in vectors.iter().filter(|(l, _)| *l <= tapped) {
+                            sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+                        }
+                        (tapped, sum)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let result = self.engine.generate(
             engine_id,
             prompt,
@@ -520,12 +538,12 @@ impl Scorer {
             &mut |tap, piece| {
                 let _ = acc_raw.feed_token(&set, tap.rows.iter(), TokenKind::Scored);
                 match steering {
-                    Some(vectors) => {
+                    Some(_) => {
                         corrected_rows.clear();
                         corrected_rows.extend(tap.rows.iter().map(|(layer, row)| {
                             let mut row = row.to_vec();
-                            if let Some((_, v)) = vectors.iter().find(|(l, _)| *l == layer) {
-                                row.iter_mut().zip(v).for_each(|(r, s)| *r -= s);
+                            if let Some((_, push)) = pushes.iter().find(|(l, _)| *l == layer) {
+                                row.iter_mut().zip(push).for_each(|(r, p)| *r -= p);
                             }
                             (layer, row)
                         }));

@@ -161,7 +161,7 @@ fn count_answer(m: &crate::metrics::Metrics, answer: &ChatAnswer) {
         m.chat_withheld.fetch_add(1, Ordering::Relaxed);
     }
     if let Ok(kind) = serde_json::from_value(json!(answer.limbic.decision)) {
-        m.record(kind, 0.0);
+        m.record(kind, answer.latency_ms);
     }
 }
 

@@ -611,7 +611,9 @@ impl Guard {
             ),
         };
         let completion_tokens = last.reading.tokens;
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(ChatAnswer {
+            latency_ms,
             id: random_id("chatcmpl-"),
             created: (limbic_audit::now_unix_ms().max(0) / 1000) as u64,
             model: req.model.clone().unwrap_or_else(|| model_name.to_string()),

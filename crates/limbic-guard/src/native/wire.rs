@@ -291,6 +291,8 @@ pub struct ChatAnswer {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub limbic: LimbicReport,
+    /// Request accepted to answer decided and audited.
+    pub latency_ms: f64,
 }
 
 impl ChatAnswer {
@@ -427,6 +429,7 @@ mod tests {
             finish_reason: "tool_calls",
             prompt_tokens: 3,
             completion_tokens: 4,
+            latency_ms: 1.0,
             limbic: LimbicReport {
                 session: "s".into(),
                 step: 1,
