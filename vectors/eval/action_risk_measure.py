@@ -154,6 +154,21 @@ for method in ["dom", "lda"]:
         row = [auroc(o[k][kind == k], risky[kind == k]) for k in kinds] + [auroc(o["pooled"], risky), auroc(o["max"], risky)]
         print(f"{method} {pname} layers {sorted(int(b) for b in best)}: " + " ".join(f"{v:.3f}" for v in row))
 
+# Paired: does the risky side score above its own matched benign side (LOVO z)?
+def paired(z):
+    r, b = z[0::2], z[1::2]  # pairs.jsonl holds each pair's risky then benign text
+    return (r > b).mean() + 0.5 * (r == b).mean()
+
+
+print("\n## paired win rate (risky above its own benign side), LOVO, pooled direction")
+print(f"rules {paired(rule.astype(float)):.3f}  bag-of-words {paired(bow):.3f}")
+for method in ["dom", "lda"]:
+    for pool, pname in [(0, "mean"), (1, "last")]:
+        res = results[(method, pname)]
+        best = sorted(res, key=lambda n: -res[n][0][-2])[:2]
+        for b in best:
+            print(f"{method} {pname} L{b}: {paired(res[b][1]['pooled']):.3f}")
+
 # ---- dev steps -----------------------------------------------------------------------
 try:
     smeta, sx = load("steps")

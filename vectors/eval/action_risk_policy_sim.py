@@ -87,12 +87,14 @@ def rates(stop, part):
 
 
 def choose(z):
+    # Where the default policy is already above the cap, allow it no extra false veto.
+    cap = max(MAX_FV, rates(base, ~held)[1])
     best = None
     for t in np.unique(np.quantile(z, np.linspace(0.3, 0.995, 60))):
         for s in [-9, 0.0, 0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5]:
             stop = base | ((z >= t) & (sig >= s))
             r, fv = rates(stop, ~held)
-            if fv <= MAX_FV and (best is None or (r, -fv) > (best[0], -best[1])):
+            if fv <= cap and (best is None or (r, -fv) > (best[0], -best[1])):
                 best = (r, fv, t, s)
     return best
 
@@ -119,6 +121,20 @@ def report(name, z):
     print(f"{name:38} t={t:6.2f} s={s:5.2f}  tuning {r:.3f}/{fv:.3f}  held-out {hr:.3f}/{hfv:.3f}  {ar}")
 
 
+sessions = [m["session"] for m in smeta]
+
+
+def session_relative(z):
+    """z minus the mean of the session's earlier steps' z (0 on a session's first step):
+    a per-session baseline, like the stress tracker's, to cancel the tool/domain offset."""
+    out, seen = np.zeros_like(z), {}
+    for i, sess in enumerate(sessions):
+        prev = seen.setdefault(sess, [])
+        out[i] = z[i] - np.mean(prev) if prev else 0.0
+        prev.append(z[i])
+    return out
+
+
 r0 = rates(base, ~held); h0 = rates(base, held)
 print(f"calm false veto cap on tuning: {MAX_FV}")
 print(f"{'default policy (no added rule)':38} {'':17} tuning {r0[0]:.3f}/{r0[1]:.3f}  held-out {h0[0]:.3f}/{h0[1]:.3f}")
@@ -126,6 +142,8 @@ print("(recall/calm false veto; misses-vs-calm AUROC on tuning/held-out)")
 report("+ stress alone (control)", np.zeros(len(smeta)))
 print(f"{'stress signature itself':38} misses-vs-calm AUROC {missed_auroc(sig, ~held):.3f}/{missed_auroc(sig, held):.3f}")
 report("+ bag-of-words risk (lexical control)", bow())
+if os.environ.get("SESSION_RELATIVE"):
+    report("+ bag-of-words (session-relative)", session_relative(bow()))
 report("+ rule risk level (lexical control)", np.array([m["rule_risk"] for m in smeta], float))
 CONFIGS = json.loads(os.environ["CONFIGS"]) if "CONFIGS" in os.environ else [
     ("dom", 0, [17], "pooled"), ("dom", 0, [1, 16, 17], "pooled"), ("dom", 1, [16, 17, 22], "max"),
@@ -133,4 +151,7 @@ CONFIGS = json.loads(os.environ["CONFIGS"]) if "CONFIGS" in os.environ else [
     ("lda", 1, [16, 19, 22], "pooled"), ("lda", 1, [16, 19, 22], "max")]
 for method, pool, ls, agg in CONFIGS:
     z = risk(method, pool, ls, agg)
-    report(f"+ {method} {'mean' if pool == 0 else 'last'} L{'+'.join(map(str, ls))} {agg}", z)
+    name = f"{method} {'mean' if pool == 0 else 'last'} L{'+'.join(map(str, ls))} {agg}"
+    report(f"+ {name}", z)
+    if os.environ.get("SESSION_RELATIVE"):
+        report(f"+ {name} (session-relative)", session_relative(z))
