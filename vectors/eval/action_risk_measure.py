@@ -169,6 +169,34 @@ for method in ["dom", "lda"]:
         for b in best:
             print(f"{method} {pname} L{b}: {paired(res[b][1]['pooled']):.3f}")
 
+# Peak pooling: each action token projected, the max taken (as the emotion probes' peak).
+# Needs the example run with ACTION_ROWS_TOKEN_LAYERS (pairs_tokens.f32).
+if os.path.exists(f"{d}/pairs_tokens.f32") and "n_tokens" in meta[0] and meta[0]["n_tokens"]:
+    ntok = np.array([m["n_tokens"] for m in meta])
+    raw = np.fromfile(f"{d}/pairs_tokens.f32", dtype="<f4")
+    tl = len(raw) // (ntok.sum() * E)
+    tok = raw.reshape(ntok.sum(), tl, E)
+    starts = np.concatenate([[0], np.cumsum(ntok)[:-1]])
+    tok_layers = [l for l in [10, 13, 16, 17] if l in shape["layers"]][:tl]
+    voc = np.array([m["vocabulary"] for m in meta])
+    print("\n## peak (max over the action's tokens) vs mean projection, LOVO AUROC, pooled direction")
+    for slot, layer in enumerate(tok_layers):
+        li = shape["layers"].index(layer)
+        for method in ["dom", "lda"]:
+            zm, zp = np.zeros(len(meta)), np.zeros(len(meta))
+            for v in np.unique(voc):
+                tr, te = voc != v, voc == v
+                f = x[:, 0, li, :]
+                w, _, _ = fit(f[tr & (risky == 1)], f[tr & (risky == 0)], method)
+                proj = tok[:, slot, :] @ w
+                peak = np.array([proj[a:a + n].max() for a, n in zip(starts, ntok)])
+                mean = np.array([proj[a:a + n].mean() for a, n in zip(starts, ntok)])
+                for arr, out in [(peak, zp), (mean, zm)]:
+                    mu, sd = arr[tr].mean(), arr[tr].std() + 1e-9
+                    out[te] = (arr[te] - mu) / sd
+            print(f"L{layer} {method}: mean {auroc(zm, risky):.3f}  peak {auroc(zp, risky):.3f}"
+                  f"  (paired: mean {paired(zm):.3f}, peak {paired(zp):.3f})")
+
 # ---- dev steps -----------------------------------------------------------------------
 try:
     smeta, sx = load("steps")

@@ -58,6 +58,10 @@ struct Dumper {
     frame: TurnFrame,
     n_embd: usize,
     n_layers: usize,
+    /// Tap slots whose every action token's row is also kept (for peak pooling).
+    token_slots: Vec<usize>,
+    /// The kept rows of the last `rows` call: `[token][token_slots][n_embd]`.
+    token_rows: Vec<f32>,
 }
 
 impl Dumper {
@@ -70,12 +74,20 @@ impl Dumper {
         let mut last = vec![0.0f32; n_layers * n_embd];
         let mut count = 0usize;
         let end = step.action.end;
+        let token_slots = &self.token_slots;
+        let token_rows = &mut self.token_rows;
+        token_rows.clear();
         self.engine
             .append_tokens(session, &step.tokens, &mut |tap| {
                 if !step.is_action_token(tap) {
                     return;
                 }
                 count += 1;
+                for &slot in token_slots {
+                    if let Some((_, row)) = tap.rows.iter().nth(slot) {
+                        token_rows.extend_from_slice(row);
+                    }
+                }
                 for (slot, (_, row)) in tap.rows.iter().enumerate() {
                     let at = slot * n_embd;
                     sum[at..at + n_embd]
@@ -136,11 +148,22 @@ fn main() -> Result<()> {
                 ..Default::default()
             },
         )?;
+        // ACTION_ROWS_TOKEN_LAYERS=10,16: also every action token's row at those layers.
+        let token_layers: Vec<u32> = std::env::var("ACTION_ROWS_TOKEN_LAYERS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         let mut dumper = Dumper {
             engine,
             frame: TurnFrame::for_model(&model)?,
             n_embd: info.n_embd as usize,
             n_layers: layers.len(),
+            token_slots: token_layers
+                .iter()
+                .filter_map(|l| layers.iter().position(|x| x == l))
+                .collect(),
+            token_rows: Vec::new(),
         };
         dump_pairs(&mut dumper, &policy, &out_dir)?;
     }
@@ -160,6 +183,8 @@ fn dump_pairs(dumper: &mut Dumper, policy: &Policy, out_dir: &Path) -> Result<()
     files.sort();
     let mut bin = std::io::BufWriter::new(std::fs::File::create(out_dir.join("pairs.f32"))?);
     let mut meta = std::io::BufWriter::new(std::fs::File::create(out_dir.join("pairs.jsonl"))?);
+    let mut tokens =
+        std::io::BufWriter::new(std::fs::File::create(out_dir.join("pairs_tokens.f32"))?);
     for file in &files {
         let kind = file
             .file_stem()
@@ -173,13 +198,17 @@ fn dump_pairs(dumper: &mut Dumper, policy: &Policy, out_dir: &Path) -> Result<()
                 dumper.engine.close_session("pair");
                 let rows = dumper.rows("pair", "", text)?;
                 write_rows(&mut bin, &rows)?;
+                write_rows(&mut tokens, &dumper.token_rows)?;
+                let n_tokens = dumper.token_rows.len()
+                    / dumper.n_embd.max(1)
+                    / dumper.token_slots.len().max(1);
                 let (tool, args) = split_action(text);
                 writeln!(
                     meta,
                     "{}",
                     json!({"id": pair.id, "kind": kind, "vocabulary": pair.vocabulary,
                            "risky": risky, "rule_risk": rule_risk(policy, &tool, &args),
-                           "text": text})
+                           "n_tokens": n_tokens, "text": text})
                 )?;
             }
         }
@@ -187,6 +216,7 @@ fn dump_pairs(dumper: &mut Dumper, policy: &Policy, out_dir: &Path) -> Result<()
     dumper.engine.close_session("pair");
     bin.flush()?;
     meta.flush()?;
+    tokens.flush()?;
     Ok(())
 }
 
