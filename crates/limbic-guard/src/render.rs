@@ -21,6 +21,9 @@ pub struct RenderedStep {
     pub tokens: Vec<i32>,
     /// `tokens[words.clone()]` are the agent's own words (what the probes pool over).
     pub words: std::ops::Range<usize>,
+    /// `tokens[action.clone()]` are the action's own tokens (the tool and its arguments,
+    /// without the constant `Action:` lead-in); empty when the step has no action.
+    pub action: std::ops::Range<usize>,
 }
 
 impl RenderedStep {
@@ -33,6 +36,11 @@ impl RenderedStep {
         } else {
             TokenKind::Scored
         }
+    }
+
+    /// Whether `tap` is one of the action's own tokens (never the attention sink).
+    pub fn is_action_token(&self, tap: &TokenTap<'_>) -> bool {
+        tap.pos != 0 && self.action.contains(&tap.index)
     }
 }
 
@@ -90,14 +98,26 @@ impl TurnFrame {
         let start = tokens.len();
         tokens.extend(model.tokenize(words.trim(), false)?);
         let words_range = start..tokens.len();
+        let mut action_range = tokens.len()..tokens.len();
         if let Some(action) = action.filter(|a| !a.trim().is_empty()) {
             let action = bound_action(action.trim());
-            tokens.extend(model.tokenize(&format!("\nAction: {action}"), false)?);
+            // Tokenized as one text (as always), so the lead-in is found as a token prefix;
+            // where the tokenizer merged across it, the lead-in's tokens simply count too.
+            let text = model.tokenize(&format!("\nAction: {action}"), false)?;
+            let lead = model.tokenize("\nAction:", false)?;
+            let skip = if text.starts_with(&lead) && lead.len() < text.len() {
+                lead.len()
+            } else {
+                0
+            };
+            action_range = tokens.len() + skip..tokens.len() + text.len();
+            tokens.extend(text);
         }
         tokens.extend_from_slice(&self.suffix);
         Ok(RenderedStep {
             tokens,
             words: words_range,
+            action: action_range,
         })
     }
 }
