@@ -481,23 +481,8 @@ pub fn gbnf_lit(s: &str) -> String {
 
 /// A JSON string literal as serde_json writes it (escapes `"`, `\` and control chars only).
 pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        let _ = match c {
-            '"' => write!(out, "\\\""),
-            '\\' => write!(out, "\\\\"),
-            '\n' => write!(out, "\\n"),
-            '\r' => write!(out, "\\r"),
-            '\t' => write!(out, "\\t"),
-            '\u{8}' => write!(out, "\\b"),
-            '\u{c}' => write!(out, "\\f"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32),
-            c => write!(out, "{c}"),
-        };
-    }
-    out.push('"');
-    out
+    // Display of a JSON string value cannot fail, unlike `serde_json::to_string`'s signature.
+    Value::String(s.to_string()).to_string()
 }
 
 /// `v` in the grammar's fixed compact style: `{"k": 1, "l": [true, null]}`.
