@@ -175,6 +175,16 @@ pub struct SessionBench {
     pub plain_p50_ms: f64,
 }
 
+/// A guard built as `limbic check` builds it (scorer, policy), auditing to a throwaway log.
+fn bench_guard(config: &limbic_guard::GuardConfig, db: &Path) -> Result<limbic_guard::Guard> {
+    let audit = limbic_audit::AuditLog::open(db, limbic_audit::AuditOptions::default())?;
+    Ok(limbic_guard::Guard::new(
+        Ok(config.build_scorer()?),
+        limbic_guard::PolicySource::load(config.policy.as_deref(), false)?,
+        Some(audit),
+    ))
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -194,20 +204,14 @@ fn run_guard_bench(
     texts: &[limbic_guard::StepRequest],
     lengths: &[usize],
 ) -> Result<GuardBench> {
-    use limbic_guard::{Guard, PolicySource};
     let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
-    let audit = limbic_audit::AuditLog::open(
-        dir.path().join("bench.db"),
-        limbic_audit::AuditOptions::default(),
-    )?;
-    let scorer = config.build_scorer()?;
-    let model = scorer.model().clone();
+    let mut guard = bench_guard(config, &dir.path().join("bench.db"))?;
+    let model = guard
+        .scorer()
+        .ok_or_else(|| anyhow::anyhow!("the guard has no scorer"))?
+        .model()
+        .clone();
     let frame = limbic_guard::render::TurnFrame::for_model(&model)?;
-    let mut guard = Guard::new(
-        Ok(scorer),
-        PolicySource::load(config.policy.as_deref(), false)?,
-        Some(audit),
-    );
     let mut sessions = Vec::new();
     let (mut all_full, mut all_scoring, mut all_plain) = (Vec::new(), Vec::new(), Vec::new());
     for &n in lengths {
@@ -342,7 +346,6 @@ pub fn load(
     steps_per_session: usize,
     json: bool,
 ) -> Result<ExitCode> {
-    use limbic_guard::{Guard, PolicySource};
     use std::collections::VecDeque;
     let texts: Vec<limbic_guard::StepRequest> = limbic_guard::read_jsonl(steps_file)?;
     let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
@@ -351,15 +354,7 @@ pub fn load(
     let mut runs: Vec<usize> = vec![1];
     runs.extend(sessions.iter().copied().filter(|&n| n != 1));
     for (run, &n) in runs.iter().enumerate() {
-        let audit = limbic_audit::AuditLog::open(
-            dir.path().join(format!("load-{run}.db")),
-            limbic_audit::AuditOptions::default(),
-        )?;
-        let mut guard = Guard::new(
-            Ok(config.build_scorer()?),
-            PolicySource::load(config.policy.as_deref(), false)?,
-            Some(audit),
-        );
+        let mut guard = bench_guard(config, &dir.path().join(format!("load-{run}.db")))?;
         let mut next = vec![0usize; n];
         let mut queue: VecDeque<(usize, Instant)> = (0..n).map(|s| (s, Instant::now())).collect();
         let mut latencies = Vec::with_capacity(n * steps_per_session);

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use limbic_guard::native::{prompt, ChatRequest, Progress};
-use limbic_guard::{Guard, GuardConfig, PolicySource};
+use limbic_guard::{Guard, GuardConfig};
 use serde::Serialize;
 
 use super::median;
@@ -140,18 +140,10 @@ pub fn run(
     json: bool,
 ) -> Result<ExitCode> {
     let dir = tempfile::tempdir().context("temp dir for the bench audit log")?;
-    let audit = limbic_audit::AuditLog::open(
-        dir.path().join("native.db"),
-        limbic_audit::AuditOptions::default(),
-    )?;
-    let scorer = config.build_scorer()?;
+    let mut guard = super::bench_guard(config, &dir.path().join("native.db"))?;
+    let scorer = guard.scorer().context("the guard has no scorer")?;
     let model_path = scorer.model().info().path.display().to_string();
     let tapped_layers = scorer.engine().tapped_layers().to_vec();
-    let mut guard = Guard::new(
-        Ok(scorer),
-        PolicySource::load(config.policy.as_deref(), false)?,
-        Some(audit),
-    );
     // Warm-up: first-touch page faults and thread-pool start are not what is measured.
     plain(&mut guard, &request("warm", 8)?, "plain-warm").context("plain warm-up")?;
     guarded(&mut guard, &request("warm", 8)?).context("guarded warm-up")?;
