@@ -158,6 +158,13 @@ impl Engine {
             if wave.is_empty() {
                 return members;
             }
+            // One session that needs every layer keeps the whole batch's graph complete.
+            let exit_early = self.exit_after_taps
+                && wave.iter().all(|&(m, ..)| {
+                    self.sessions
+                        .get(members[m].id)
+                        .is_some_and(|s| !s.full_forward)
+                });
             let mut entries = Vec::new();
             let mut slots = Vec::new();
             for &(m, seq, start, n) in &wave {
@@ -176,7 +183,7 @@ impl Engine {
                 }
             }
             for (chunk, chunk_slots) in entries.chunks_mut(n_batch).zip(slots.chunks(n_batch)) {
-                if let Err(e) = self.decode_chunk(chunk, capture) {
+                if let Err(e) = self.decode_chunk(chunk, capture, exit_early) {
                     for &(m, ..) in &wave {
                         self.discard_residency(members[m].id);
                         members[m].failed =
@@ -218,13 +225,15 @@ impl Engine {
     }
 
     /// Decodes one sequence's run from position `start` in chunks of `n_batch` tokens;
-    /// with `capture`, `sink` sees each token's rows (indices count from 0 within `tokens`).
+    /// with `capture`, `sink` sees each token's rows (indices count from 0 within `tokens`),
+    /// and `exit_early` stops each graph after the deepest tapped layer.
     pub(crate) fn decode_run(
         &mut self,
         seq: i32,
         start: usize,
         tokens: &[i32],
         capture: bool,
+        exit_early: bool,
         sink: &mut dyn FnMut(&TokenTap<'_>),
     ) -> Result<(), EngineError> {
         let capture = capture && !self.taps.layers().is_empty();
@@ -239,7 +248,7 @@ impl Engine {
                 seq,
                 output: false,
             }));
-            self.decode_chunk(&mut entries, capture)?;
+            self.decode_chunk(&mut entries, capture, exit_early)?;
             if !capture {
                 continue;
             }
@@ -257,11 +266,13 @@ impl Engine {
 
     /// One `llama_decode` call (at most `n_batch` tokens). Sets the output flags: every
     /// token when the last layer is tapped (llama.cpp prunes that layer to output rows),
-    /// else the last token (for logits and sampling).
+    /// else the last token (for logits and sampling). With `exit_early` (and `capture`)
+    /// the graph stops after the deepest tapped layer: no logits, later layers' KV unset.
     fn decode_chunk(
         &mut self,
         entries: &mut [BatchToken],
         capture: bool,
+        exit_early: bool,
     ) -> Result<(), EngineError> {
         let all = capture && self.all_outputs;
         let n = entries.len();
@@ -269,6 +280,7 @@ impl Engine {
             e.output = all || i + 1 == n;
         }
         self.taps.capture = capture;
+        self.taps.exit_after_deepest = capture && exit_early;
         self.taps.begin_decode();
         self.stats.decode_calls += 1;
         self.stats.decoded_tokens += n as u64;

@@ -168,6 +168,9 @@ pub(crate) struct Session {
     /// Positions were shifted and the K-shift is applied only by the next decode: the KV
     /// data must not be saved until then.
     pub(crate) shift_pending: bool,
+    /// Every layer's KV cells are computed (the session generates, or reads logits).
+    /// Otherwise observer appends may stop at the deepest tapped layer.
+    pub(crate) full_forward: bool,
 }
 
 /// A llama.cpp context with sessions, taps and steering. Not `Sync`: one caller at a time.
@@ -182,6 +185,8 @@ pub struct Engine {
     pub(crate) clock: u64,
     pub(crate) all_outputs: bool,
     steering_active: bool,
+    /// Observer appends stop the forward pass at the deepest tapped layer.
+    pub(crate) exit_after_taps: bool,
     /// The memory supports K-shift and shifting is enabled.
     pub(crate) shift: bool,
     pub(crate) state_budget: usize,
@@ -236,6 +241,7 @@ impl Engine {
             clock: 0,
             all_outputs,
             steering_active: false,
+            exit_after_taps: true,
             shift,
             state_budget: DEFAULT_STATE_BUDGET,
             saved_bytes: 0,
@@ -281,6 +287,40 @@ impl Engine {
     /// then re-decode the retained half window, as a fresh decode would compute it).
     pub fn set_kv_shift(&mut self, enabled: bool) {
         self.shift = enabled && self.ctx.can_shift();
+    }
+
+    /// Whether observer appends (sessions that never generated) stop the forward pass once
+    /// the deepest tapped layer is copied (on by default). The layers after it, the output
+    /// norm and the logits are skipped: their results are never read when scoring a step,
+    /// and they are a large part of the work (SmolLM2's pack taps nothing past layer 21 of
+    /// 30). The tapped rows are the same either way.
+    pub fn set_exit_after_taps(&mut self, enabled: bool) {
+        self.exit_after_taps = enabled;
+    }
+
+    pub fn exit_after_taps(&self) -> bool {
+        self.exit_after_taps
+    }
+
+    /// Marks a session (created if missing) as needing every layer: its logits are read
+    /// or it generates. A KV cache that was cut short by observer appends is dropped and
+    /// rebuilt in full on next use. [`Engine::generate`] does this itself.
+    pub fn keep_full_forward(&mut self, id: &str) -> Result<(), EngineError> {
+        if !self.sessions.contains_key(id) {
+            self.open_session(id, &[])?;
+        }
+        let decoded = self
+            .sessions
+            .get(id)
+            .is_some_and(|s| !s.full_forward && s.tokens.len() > s.pinned);
+        if decoded {
+            self.discard_residency(id);
+            self.drop_saved(id);
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.full_forward = true;
+        }
+        Ok(())
     }
 
     /// Host memory (bytes) that saved KV states of evicted sessions may take; 0 turns
@@ -357,6 +397,7 @@ impl Engine {
                 last_used: 0,
                 saved: None,
                 shift_pending: false,
+                full_forward: false,
             },
         );
         Ok(())
@@ -455,6 +496,7 @@ impl Engine {
         on_prompt: &mut dyn FnMut(&TokenTap<'_>),
         on_token: &mut dyn FnMut(&TokenTap<'_>, &str) -> ControlFlow<()>,
     ) -> Result<GenerateOutcome, EngineError> {
+        self.keep_full_forward(id)?;
         self.append_tokens(id, prompt, on_prompt)?;
         let mut sampler = RawSampler::new(
             &self.model.raw,
@@ -486,7 +528,7 @@ impl Engine {
             };
             let piece = self.model.token_piece(token);
             let mut flow = None;
-            let result = self.decode_run(seq, pos, &[token], true, &mut |tap| {
+            let result = self.decode_run(seq, pos, &[token], true, false, &mut |tap| {
                 flow = Some(on_token(tap, &piece));
             });
             if let Err(e) = result {

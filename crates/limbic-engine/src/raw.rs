@@ -76,6 +76,36 @@ impl RawModel {
         })
     }
 
+    /// Writes a copy of the GGUF at `src` to `dst` with its weight matrices stored as F16,
+    /// through llama.cpp's own quantizer (metadata and 1-D tensors are copied as they are).
+    pub(crate) fn write_f16_copy(src: &Path, dst: &Path, threads: i32) -> Result<(), EngineError> {
+        init_backend();
+        let c = |p: &Path| {
+            CString::new(p.to_string_lossy().as_bytes()).map_err(|_| EngineError::Load {
+                path: p.to_path_buf(),
+                reason: "path contains a NUL byte".into(),
+            })
+        };
+        let (c_src, c_dst) = (c(src)?, c(dst)?);
+        // SAFETY: default params are plain data (null pointers for imatrix and overrides);
+        // both paths are valid C strings for the duration of the call.
+        let status = unsafe {
+            let mut params = sys::llama_model_quantize_default_params();
+            params.ftype = sys::LLAMA_FTYPE_MOSTLY_F16;
+            params.allow_requantize = true;
+            params.nthread = threads;
+            sys::llama_model_quantize(c_src.as_ptr(), c_dst.as_ptr(), &params)
+        };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(EngineError::Load {
+                path: src.to_path_buf(),
+                reason: format!("llama.cpp could not write an F16 copy (status {status})"),
+            })
+        }
+    }
+
     pub(crate) fn as_ptr(&self) -> *const sys::llama_model {
         self.0.as_ptr()
     }
@@ -647,7 +677,11 @@ impl Drop for RawSampler {
 
 /// llama.cpp's eval callback. With `ask` it answers whether we want this tensor's data
 /// (only `l_out-<L>` for tapped layers, so untapped graphs are not split); without `ask`
-/// it copies the computed rows into the tap buffer. It always lets the graph continue.
+/// it copies the computed rows into the tap buffer. It lets the graph continue, except
+/// after the deepest tapped layer of an observer decode: returning `false` there makes
+/// ggml's scheduler skip the rest of the graph (later layers, output norm, logits), whose
+/// results nobody reads — the KV cells of those layers are left unwritten, which is why
+/// only sessions that never generate are decoded this way.
 unsafe extern "C" fn tap_callback(
     t: *mut sys::ggml_tensor,
     ask: bool,
@@ -682,5 +716,5 @@ unsafe extern "C" fn tap_callback(
     unsafe {
         sys::ggml_backend_tensor_get(t, dst.as_mut_ptr().cast(), 0, std::mem::size_of_val(dst));
     }
-    true
+    !state.stops_after(slot)
 }

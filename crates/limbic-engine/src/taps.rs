@@ -16,6 +16,9 @@ pub(crate) struct TapState {
     filled_rows: Vec<usize>,
     /// Off while re-decoding history nobody asked to see, so those graphs are not split.
     pub(crate) capture: bool,
+    /// Stop the forward pass once the deepest tapped layer is copied: an observer step
+    /// needs no logits and no later layer (see `Engine::set_exit_after_taps`).
+    pub(crate) exit_after_deepest: bool,
     /// First anomaly seen inside the callback (it cannot return errors itself).
     pub(crate) fault: Option<String>,
 }
@@ -30,6 +33,7 @@ impl TapState {
             buf: Vec::new(),
             filled_rows: Vec::new(),
             capture: true,
+            exit_after_deepest: false,
             fault: None,
         }
     }
@@ -50,6 +54,11 @@ impl TapState {
 
     pub(crate) fn layers(&self) -> &[u32] {
         &self.layers
+    }
+
+    /// Whether the callback should stop the graph after delivering `slot`'s rows.
+    pub(crate) fn stops_after(&self, slot: usize) -> bool {
+        self.exit_after_deepest && slot + 1 == self.layers.len()
     }
 
     pub(crate) fn begin_decode(&mut self) {

@@ -34,6 +34,8 @@ pub struct HeaderFacts {
     pub n_layer: u32,
     /// `<arch>.embedding_length` (validated: 1..=65536).
     pub n_embd: u32,
+    /// `general.file_type` (llama.cpp's `llama_ftype`: how most weights are stored).
+    pub file_type: Option<u32>,
 }
 
 pub fn check_model_file(path: &Path) -> Result<HeaderFacts, EngineError> {
@@ -66,6 +68,7 @@ pub fn check_model_file(path: &Path) -> Result<HeaderFacts, EngineError> {
         file_size: meta.len(),
         n_layer,
         n_embd,
+        file_type: gguf.get_u32("general.file_type"),
     })
 }
 

@@ -94,7 +94,7 @@ impl Engine {
     }
 
     /// Gives the session a KV sequence, evicting the least recently used other session if
-    /// needed, then restores its saved state or re-decodes its retained tokens (untapped).
+    /// needed, then restores its saved state or re-decodes its retained tokens.
     pub(crate) fn ensure_resident(
         &mut self,
         id: &str,
@@ -154,7 +154,12 @@ impl Engine {
             );
         }
         if !history.is_empty() {
-            if let Err(e) = self.decode_run(seq, 0, &history, false, &mut |_| {}) {
+            // An observer session's history is rebuilt as it was built: tapped (rows
+            // ignored) only so that the graph can stop after the deepest tapped layer.
+            let truncated = self.exit_after_taps
+                && !self.taps.layers().is_empty()
+                && self.sessions.get(id).is_some_and(|s| !s.full_forward);
+            if let Err(e) = self.decode_run(seq, 0, &history, truncated, truncated, &mut |_| {}) {
                 self.ctx.clear_sequence(seq);
                 self.free_seqs.push(seq);
                 return Err(e);

@@ -64,6 +64,15 @@ fn capture(engine: &mut Engine, session: &str, text: &str) -> Vec<Vec<(u32, Vec<
     rows
 }
 
+/// A user message in the model's chat template, ready to generate from.
+fn chat_prompt(user: &str) -> Vec<i32> {
+    let m = model();
+    let prompt = m
+        .apply_chat_template(&[limbic_engine::ChatMessage::new("user", user)], true)
+        .unwrap();
+    m.tokenize_templated(&prompt, false).unwrap()
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -337,14 +346,7 @@ fn steering_shifts_the_tapped_row_by_the_vector() {
 #[test]
 fn generation_is_reproducible_and_taps_each_token() {
     let mut e = engine(&[8], 2048, 2);
-    let m = model();
-    let prompt = m
-        .apply_chat_template(
-            &[limbic_engine::ChatMessage::new("user", "Name one colour.")],
-            true,
-        )
-        .unwrap();
-    let tokens = m.tokenize_templated(&prompt, false).unwrap();
+    let tokens = chat_prompt("Name one colour.");
     let run = |e: &mut Engine, id: &str, params: &GenerateParams| {
         let mut tapped = 0;
         let out = e
@@ -404,6 +406,121 @@ fn generation_is_reproducible_and_taps_each_token() {
         .unwrap();
     assert_eq!(untapped.tokens, a.tokens);
     assert_eq!(pieces, untapped.text);
+}
+
+#[test]
+fn stopping_after_the_deepest_tap_keeps_rows_and_generation_exact() {
+    // Observer appends stop the graph after layer 14; the rows must be those of a full
+    // forward pass, and a session that then generates must be rebuilt in full.
+    let layers = [6, 14];
+    let text = "The deploy failed again, third time tonight. I will look at the logs calmly.";
+    let mut short = engine(&layers, 2048, 2);
+    assert!(short.exit_after_taps(), "on by default");
+    let mut full = engine(&layers, 2048, 2);
+    full.set_exit_after_taps(false);
+    for step in [text, " Then I rerun the tests."] {
+        let a = capture(&mut short, "obs", step);
+        let b = capture(&mut full, "obs", step);
+        assert_eq!(a.len(), b.len());
+        for (ra, rb) in a.iter().zip(&b) {
+            for ((la, va), (lb, vb)) in ra.iter().zip(rb) {
+                assert_eq!(la, lb);
+                assert!(
+                    max_abs_diff(va, vb) / norm(va).max(1.0) < 1e-5,
+                    "layer {la}"
+                );
+            }
+        }
+    }
+    // Evicted and re-decoded (cut short again) history still gives exact rows.
+    short.set_state_budget(0);
+    full.set_state_budget(0);
+    for id in ["x", "y"] {
+        capture(&mut short, id, text);
+        capture(&mut full, id, text);
+    }
+    let a = capture(&mut short, "obs", " And once more.");
+    let b = capture(&mut full, "obs", " And once more.");
+    for (ra, rb) in a.iter().zip(&b) {
+        assert!(max_abs_diff(&ra[1].1, &rb[1].1) / norm(&ra[1].1).max(1.0) < 1e-3);
+    }
+
+    // Generating on a session observed with the short graph equals generating on one
+    // decoded in full: its upper layers' KV cells are rebuilt first.
+    let tokens = chat_prompt("Name one colour.");
+    let greedy = GenerateParams {
+        max_tokens: 8,
+        ..Default::default()
+    };
+    let generate = |e: &mut Engine| {
+        e.generate("obs", &tokens, &greedy, &mut |_| {}, &mut |_, _| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap()
+        .tokens
+    };
+    let after_short = generate(&mut short);
+    let after_full = generate(&mut full);
+    assert!(!after_short.is_empty());
+    assert_eq!(after_short, after_full);
+}
+
+#[test]
+fn a_q4_1_model_runs_from_an_f16_copy_with_the_same_identity_and_rows() {
+    let dir = std::env::temp_dir().join(format!("limbic-f16-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = ModelOptions {
+        n_gpu_layers: 0,
+        f16_copy_dir: Some(dir.clone()),
+    };
+    let copy = Model::load(&model_path(), &options).expect("load through an F16 copy");
+    let original = model();
+    assert_eq!(
+        copy.info().sha256,
+        original.info().sha256,
+        "identity is the source file's"
+    );
+    assert_eq!(copy.info().path, original.info().path);
+    assert_ne!(copy.info().weights_path, copy.info().path);
+    assert!(copy.info().weights_path.starts_with(&dir));
+    assert!(
+        copy.info().weights_bytes > copy.info().file_size,
+        "F16 is larger than Q4_1"
+    );
+    // Made once: a second load reuses it.
+    let made = std::fs::metadata(&copy.info().weights_path)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = Model::load(&model_path(), &options).unwrap();
+    assert_eq!(again.info().weights_path, copy.info().weights_path);
+    assert_eq!(
+        std::fs::metadata(&again.info().weights_path)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        made
+    );
+
+    // The same rows as the Q4_1 file, to within F16 rounding of the weights.
+    let text = "The nightly export failed twice; checking the schema diff before retrying.";
+    let config = |taps: &[u32]| EngineConfig {
+        n_ctx: 1024,
+        n_batch: 512,
+        max_sessions: 1,
+        taps: taps.to_vec(),
+        threads: Some(2),
+    };
+    let mut a = Engine::new(copy, config(&[15])).unwrap();
+    let mut b = Engine::new(original, config(&[15])).unwrap();
+    let ra = capture(&mut a, "s", text);
+    let rb = capture(&mut b, "s", text);
+    assert_eq!(ra.len(), rb.len());
+    for (x, y) in ra.iter().zip(&rb).skip(1) {
+        let rel = max_abs_diff(&x[0].1, &y[0].1) / norm(&y[0].1);
+        assert!(rel < 0.05, "relative difference {rel}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -760,7 +760,7 @@ pub(crate) fn check_profile_taps(
     let info = model.info();
     profile.check_fits(
         &ModelShape {
-            file_bytes: info.file_size,
+            file_bytes: info.weights_bytes,
             n_layer: info.n_layer,
             n_embd: info.n_embd,
             n_vocab: info.n_vocab,

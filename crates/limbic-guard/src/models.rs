@@ -85,11 +85,28 @@ pub fn load_model_with(
     gpu_layers: Option<i32>,
 ) -> Result<std::sync::Arc<Model>> {
     let path = resolve(spec, true)?;
+    let options = model_options(gpu_layers)?;
+    Model::load(&path, &options).with_context(|| "loading the model".to_string())
+}
+
+/// Loads the model file exactly as it is (no F16 copy): vector packs are built from the
+/// file their identity names, so that a rebuild reproduces the committed vectors byte
+/// for byte.
+pub fn load_model_exact(spec: Option<&str>) -> Result<std::sync::Arc<Model>> {
+    let path = resolve(spec, true)?;
+    Model::load(&path, &ModelOptions::default()).with_context(|| "loading the model".to_string())
+}
+
+/// How limbic loads models: `gpu_layers` offloaded (`None`: the build's default) and, on
+/// CPU, a Q4_1 model (the default one) run from an F16 copy kept under the models
+/// directory (see [`ModelOptions::f16_copy_dir`]).
+pub fn model_options(gpu_layers: Option<i32>) -> Result<ModelOptions> {
     let mut options = ModelOptions::default();
     if let Some(g) = gpu_layers {
         options.n_gpu_layers = g;
     }
-    Model::load(&path, &options).with_context(|| "loading the model".to_string())
+    options.f16_copy_dir = Some(crate::home::models_dir()?.join("f16"));
+    Ok(options)
 }
 
 /// Where a known model lives once fetched.

@@ -69,6 +69,9 @@ fn run_engine_bench(model: Arc<Model>, repetitions: usize) -> Result<EngineBench
         },
     )
     .context("creating the bench engine")?;
+    // This bench prices the taps themselves (graph splits and row copies), so every
+    // configuration runs the whole graph; `bench guard` shows what stopping early saves.
+    engine.set_exit_after_taps(false);
     let mut pp = vec![Vec::new(); sets.len()];
     let mut tg = vec![Vec::new(); sets.len()];
     // Warm-up, then interleave configurations so drift affects them all alike.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use limbic_engine::{Model, ModelOptions};
+use limbic_engine::Model;
 
 #[derive(Subcommand)]
 pub enum ModelCmd {
@@ -64,13 +64,14 @@ pub fn run(cmd: ModelCmd) -> Result<ExitCode> {
         }
         ModelCmd::Info { model, json } => {
             let path: PathBuf = limbic_guard::models::resolve(Some(&model), false)?;
-            let model = Model::load(&path, &ModelOptions::default())?;
+            let model = Model::load(&path, &limbic_guard::models::model_options(None)?)?;
             let i = model.info();
             if json {
                 let v = serde_json::json!({
                     "path": i.path, "arch": i.arch, "name": i.name, "n_layer": i.n_layer,
                     "n_embd": i.n_embd, "n_vocab": i.n_vocab, "n_ctx_train": i.n_ctx_train,
                     "sha256": i.sha256, "file_size": i.file_size,
+                    "weights_path": i.weights_path, "weights_bytes": i.weights_bytes,
                     "chat_template": i.chat_template,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -83,6 +84,13 @@ pub fn run(cmd: ModelCmd) -> Result<ExitCode> {
                 println!("vocabulary:  {}", i.n_vocab);
                 println!("trained ctx: {}", i.n_ctx_train);
                 println!("size:        {} bytes", i.file_size);
+                if i.weights_path != i.path {
+                    println!(
+                        "runs from:   {} (F16 copy for the CPU, {} bytes)",
+                        i.weights_path.display(),
+                        i.weights_bytes
+                    );
+                }
                 println!("sha256:      {}", i.sha256);
                 println!(
                     "template:    {}",

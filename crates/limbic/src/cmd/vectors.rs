@@ -54,7 +54,7 @@ pub fn build(args: BuildArgs) -> Result<ExitCode> {
 
 fn build_one(args: &BuildArgs, model: Option<&str>, out: Option<PathBuf>) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let model = limbic_guard::models::load_model(model)?;
+    let model = limbic_guard::models::load_model_exact(model)?;
     let out_dir = out.unwrap_or_else(|| {
         PathBuf::from("vectors").join(limbic_guard::home::model_dir_name(&model))
     });

@@ -501,7 +501,9 @@ fn replay_under_a_stricter_policy_says_what_changes_and_matches_a_fresh_check() 
         .replace("elevated = 3.0", "elevated = 0.8")
         .replace("high = 4.0", "high = 1.0")
         .replace("spike_floor = 2.0", "spike_floor = 0.5")
-        .replace("emotion_high = 4.0", "emotion_high = 0.5");
+        .replace("emotion_high = 4.0", "emotion_high = 0.5")
+        .replace("critical_veto = 2.5", "critical_veto = 0.5")
+        .replace("action_confirm = 2.5", "action_confirm = 0.5");
     assert_ne!(strict, default);
     let dir = tempdir();
     let path = dir.path().join("strict.toml");
