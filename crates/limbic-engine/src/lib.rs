@@ -20,6 +20,6 @@ pub use engine::{
     PerfStats, StopReason, DEFAULT_STATE_BUDGET,
 };
 pub use error::EngineError;
-pub use model::{file_sha256, ChatMessage, Model, ModelInfo, ModelOptions};
+pub use model::{file_sha256, ChatMessage, CopyFormat, CpuCopy, Model, ModelInfo, ModelOptions};
 pub use taps::{TapRows, TokenTap};
 pub use validate::{check_model_file, HeaderFacts, MAX_BLOCKS, SUPPORTED_ARCHS};

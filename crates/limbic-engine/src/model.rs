@@ -21,8 +21,8 @@ pub struct ModelInfo {
     pub chat_template: Option<String>,
     pub sha256: String,
     pub file_size: u64,
-    /// The file llama.cpp loaded: `path`, or its F16 working copy (see
-    /// [`ModelOptions::f16_copy_dir`]). Identity (`sha256`) is always `path`'s.
+    /// The file llama.cpp loaded: `path`, or its CPU working copy (see
+    /// [`ModelOptions::cpu_copy`]). Identity (`sha256`) is always `path`'s.
     pub weights_path: PathBuf,
     /// Size of `weights_path` (what the weights take in memory).
     pub weights_bytes: u64,
@@ -34,13 +34,38 @@ pub struct ModelOptions {
     /// Layers to offload to a GPU backend (ignored by CPU-only builds).
     pub n_gpu_layers: i32,
     /// Run a CPU-only model whose weights are in a format without a fast CPU matrix
-    /// kernel (Q4_1, Q5_1) from an F16 copy kept in this directory, made once by
-    /// llama.cpp's quantizer. ggml multiplies those formats row by row, while F16 goes
-    /// through its tiled GEMM: measured on 2 cores, SmolLM2 Q4_1 read 155-210 tokens/s
-    /// and its F16 copy 260-400. F16 holds every Q4_1 weight to within F16 rounding, so
-    /// the activations (and the vector packs calibrated on them) stay the same. `None`
-    /// loads the file as it is.
-    pub f16_copy_dir: Option<PathBuf>,
+    /// kernel (Q4_1, Q5_1) from a copy in another format, kept in a directory and made
+    /// once by llama.cpp's quantizer. `None` loads the file as it is.
+    pub cpu_copy: Option<CpuCopy>,
+}
+
+/// Where and in which format a CPU working copy of a model is kept (see
+/// [`ModelOptions::cpu_copy`]). ggml multiplies Q4_1 matrices row by row, while Q8_0 and
+/// F16 go through its tiled GEMM. Measured on 2 cores, SmolLM2-135M (prompt reading /
+/// one-token decode, tokens/s): Q4_1 243-301 / 79-86; Q8_0 322-427 / 71-87; F16 525-552 /
+/// 57-58 (decode is memory-bound, and F16 weights are 2.8x the bytes).
+#[derive(Debug, Clone)]
+pub struct CpuCopy {
+    pub dir: PathBuf,
+    pub format: CopyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Every Q4_1 weight to within F16 rounding; fastest prompt reading, slower decode.
+    F16,
+    /// Q4_1 weights re-rounded to 8 bits (error a fraction of Q4_1's own step); faster
+    /// prompt reading, decode as fast as Q4_1.
+    Q8_0,
+}
+
+impl CopyFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyFormat::F16 => "F16",
+            CopyFormat::Q8_0 => "Q8_0",
+        }
+    }
 }
 
 impl Default for ModelOptions {
@@ -51,7 +76,7 @@ impl Default for ModelOptions {
             } else {
                 0
             },
-            f16_copy_dir: None,
+            cpu_copy: None,
         }
     }
 }
@@ -89,13 +114,14 @@ impl Model {
     pub fn load(path: &Path, options: &ModelOptions) -> Result<Arc<Model>, EngineError> {
         let facts = check_model_file(path)?;
         let sha256 = file_sha256(path)?;
-        let copy = match &options.f16_copy_dir {
-            Some(dir) if options.n_gpu_layers == 0 && slow_on_cpu(facts.file_type) => {
-                match f16_copy(path, &sha256, dir) {
+        let copy = match &options.cpu_copy {
+            Some(cpu) if options.n_gpu_layers == 0 && slow_on_cpu(facts.file_type) => {
+                match working_copy(path, &sha256, cpu) {
                     Ok(copy) => Some(copy),
                     Err(e) => {
                         tracing::warn!(
-                            "no F16 copy of {} ({e}); loading it as it is",
+                            "no {} copy of {} ({e}); loading it as it is",
+                            cpu.format.name(),
                             path.display()
                         );
                         None
@@ -209,31 +235,34 @@ fn slow_on_cpu(file_type: Option<u32>) -> bool {
     matches!(file_type, Some(3 | 9))
 }
 
-/// The F16 copy of `path` (whose sha256 is `sha256`) in `dir`, written first if missing.
-/// Named by the source's hash, so a changed source never meets a stale copy; written to a
-/// temporary name and renamed, so a crash or a concurrent writer never leaves half a file.
-fn f16_copy(path: &Path, sha256: &str, dir: &Path) -> Result<PathBuf, EngineError> {
-    let copy = dir.join(format!("{}.f16.gguf", sha256.get(..32).unwrap_or(sha256)));
+/// The working copy of `path` (whose sha256 is `sha256`) in `cpu.dir`, written first if
+/// missing. Named by the source's hash and the format, so a changed source never meets a
+/// stale copy; written to a temporary name and renamed, so a crash or a concurrent writer
+/// never leaves half a file.
+fn working_copy(path: &Path, sha256: &str, cpu: &CpuCopy) -> Result<PathBuf, EngineError> {
+    let stem = format!(
+        "{}.{}",
+        sha256.get(..32).unwrap_or(sha256),
+        cpu.format.name().to_ascii_lowercase()
+    );
+    let copy = cpu.dir.join(format!("{stem}.gguf"));
     if copy.is_file() {
         return Ok(copy);
     }
     let io = |source| EngineError::Io {
-        path: dir.to_path_buf(),
+        path: cpu.dir.clone(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        ".{}.f16.{}.tmp",
-        sha256.get(..32).unwrap_or(sha256),
-        std::process::id()
-    ));
+    std::fs::create_dir_all(&cpu.dir).map_err(io)?;
+    let tmp = cpu.dir.join(format!(".{stem}.{}.tmp", std::process::id()));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as i32);
     tracing::info!(
-        "writing an F16 copy of {} to {}",
+        "writing a {} copy of {} to {}",
+        cpu.format.name(),
         path.display(),
         copy.display()
     );
-    let written = RawModel::write_f16_copy(path, &tmp, threads)
+    let written = RawModel::write_copy(path, &tmp, cpu.format, threads)
         .and_then(|()| std::fs::rename(&tmp, &copy).map_err(io));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

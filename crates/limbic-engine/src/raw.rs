@@ -13,6 +13,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::engine::Grammar;
 use crate::error::EngineError;
+use crate::model::CopyFormat;
 use crate::taps::TapState;
 
 static BACKEND_INIT: Once = Once::new();
@@ -76,9 +77,15 @@ impl RawModel {
         })
     }
 
-    /// Writes a copy of the GGUF at `src` to `dst` with its weight matrices stored as F16,
-    /// through llama.cpp's own quantizer (metadata and 1-D tensors are copied as they are).
-    pub(crate) fn write_f16_copy(src: &Path, dst: &Path, threads: i32) -> Result<(), EngineError> {
+    /// Writes a copy of the GGUF at `src` to `dst` with its weight matrices stored as
+    /// `format`, through llama.cpp's own quantizer (metadata and 1-D tensors are copied
+    /// as they are).
+    pub(crate) fn write_copy(
+        src: &Path,
+        dst: &Path,
+        format: CopyFormat,
+        threads: i32,
+    ) -> Result<(), EngineError> {
         init_backend();
         let c = |p: &Path| {
             CString::new(p.to_string_lossy().as_bytes()).map_err(|_| EngineError::Load {
@@ -91,7 +98,10 @@ impl RawModel {
         // both paths are valid C strings for the duration of the call.
         let status = unsafe {
             let mut params = sys::llama_model_quantize_default_params();
-            params.ftype = sys::LLAMA_FTYPE_MOSTLY_F16;
+            params.ftype = match format {
+                CopyFormat::F16 => sys::LLAMA_FTYPE_MOSTLY_F16,
+                CopyFormat::Q8_0 => sys::LLAMA_FTYPE_MOSTLY_Q8_0,
+            };
             params.allow_requantize = true;
             params.nthread = threads;
             sys::llama_model_quantize(c_src.as_ptr(), c_dst.as_ptr(), &params)
@@ -101,7 +111,10 @@ impl RawModel {
         } else {
             Err(EngineError::Load {
                 path: src.to_path_buf(),
-                reason: format!("llama.cpp could not write an F16 copy (status {status})"),
+                reason: format!(
+                    "llama.cpp could not write a {} copy (status {status})",
+                    format.name()
+                ),
             })
         }
     }

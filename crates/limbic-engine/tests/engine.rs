@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use limbic_engine::{
-    Engine, EngineConfig, EngineError, GenerateParams, Grammar, Model, ModelOptions, StopReason,
+    CopyFormat, CpuCopy, Engine, EngineConfig, EngineError, GenerateParams, Grammar, Model,
+    ModelOptions, StopReason,
 };
 
 #[path = "engine/windows.rs"]
@@ -466,14 +467,17 @@ fn stopping_after_the_deepest_tap_keeps_rows_and_generation_exact() {
 }
 
 #[test]
-fn a_q4_1_model_runs_from_an_f16_copy_with_the_same_identity_and_rows() {
+fn a_q4_1_model_runs_from_a_cpu_copy_with_the_same_identity_and_rows() {
     let dir = std::env::temp_dir().join(format!("limbic-f16-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = ModelOptions {
         n_gpu_layers: 0,
-        f16_copy_dir: Some(dir.clone()),
+        cpu_copy: Some(CpuCopy {
+            dir: dir.clone(),
+            format: CopyFormat::Q8_0,
+        }),
     };
-    let copy = Model::load(&model_path(), &options).expect("load through an F16 copy");
+    let copy = Model::load(&model_path(), &options).expect("load through a Q8_0 copy");
     let original = model();
     assert_eq!(
         copy.info().sha256,
@@ -502,7 +506,7 @@ fn a_q4_1_model_runs_from_an_f16_copy_with_the_same_identity_and_rows() {
         made
     );
 
-    // The same rows as the Q4_1 file, to within F16 rounding of the weights.
+    // The same rows as the Q4_1 file, to within the re-rounding of the weights.
     let text = "The nightly export failed twice; checking the schema diff before retrying.";
     let config = |taps: &[u32]| EngineConfig {
         n_ctx: 1024,

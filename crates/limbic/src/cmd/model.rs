@@ -86,7 +86,7 @@ pub fn run(cmd: ModelCmd) -> Result<ExitCode> {
                 println!("size:        {} bytes", i.file_size);
                 if i.weights_path != i.path {
                     println!(
-                        "runs from:   {} (F16 copy for the CPU, {} bytes)",
+                        "runs from:   {} (CPU working copy, {} bytes)",
                         i.weights_path.display(),
                         i.weights_bytes
                     );
