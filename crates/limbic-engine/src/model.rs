@@ -131,7 +131,11 @@ impl Model {
             _ => None,
         };
         let (raw, weights_path) = match copy {
-            Some(copy) => match RawModel::load(&copy, options.n_gpu_layers) {
+            // The copy is validated like any file before llama.cpp (which may abort on a
+            // damaged header) sees it.
+            Some(copy) => match check_model_file(&copy)
+                .and_then(|_| RawModel::load(&copy, options.n_gpu_layers))
+            {
                 Ok(raw) => (raw, copy),
                 Err(e) => {
                     // A damaged copy is made again next time; this time the original serves.
