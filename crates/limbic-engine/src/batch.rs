@@ -159,12 +159,7 @@ impl Engine {
                 return members;
             }
             // One session that needs every layer keeps the whole batch's graph complete.
-            let exit_early = self.exit_after_taps
-                && wave.iter().all(|&(m, ..)| {
-                    self.sessions
-                        .get(members[m].id)
-                        .is_some_and(|s| !s.full_forward)
-                });
+            let exit_early = wave.iter().all(|&(m, ..)| self.stops_early(members[m].id));
             let mut entries = Vec::new();
             let mut slots = Vec::new();
             for &(m, seq, start, n) in &wave {

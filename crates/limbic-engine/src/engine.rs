@@ -302,6 +302,12 @@ impl Engine {
         self.exit_after_taps
     }
 
+    /// Whether decodes of session `id` may stop after the deepest tapped layer: the cut-off
+    /// is on and the session never needed every layer.
+    pub(crate) fn stops_early(&self, id: &str) -> bool {
+        self.exit_after_taps && self.sessions.get(id).is_some_and(|s| !s.full_forward)
+    }
+
     /// Marks a session (created if missing) as needing every layer: its logits are read
     /// or it generates. A KV cache that was cut short by observer appends is dropped and
     /// rebuilt in full on next use. [`Engine::generate`] does this itself.

@@ -130,31 +130,29 @@ impl Model {
             }
             _ => None,
         };
-        let (raw, weights_path) = match copy {
+        let original = || -> Result<_, EngineError> {
+            Ok((
+                RawModel::load(path, options.n_gpu_layers)?,
+                path.to_path_buf(),
+                facts.file_size,
+            ))
+        };
+        let (raw, weights_path, weights_bytes) = match copy {
             // The copy is validated like any file before llama.cpp (which may abort on a
             // damaged header) sees it.
-            Some(copy) => match check_model_file(&copy)
-                .and_then(|_| RawModel::load(&copy, options.n_gpu_layers))
-            {
-                Ok(raw) => (raw, copy),
+            Some(copy) => match check_model_file(&copy).and_then(|copy_facts| {
+                RawModel::load(&copy, options.n_gpu_layers).map(|raw| (raw, copy_facts))
+            }) {
+                Ok((raw, copy_facts)) => (raw, copy, copy_facts.file_size),
                 Err(e) => {
                     // A damaged copy is made again next time; this time the original serves.
                     tracing::warn!("{e}; removing the copy and loading {}", path.display());
                     let _ = std::fs::remove_file(&copy);
-                    (
-                        RawModel::load(path, options.n_gpu_layers)?,
-                        path.to_path_buf(),
-                    )
+                    original()?
                 }
             },
-            None => (
-                RawModel::load(path, options.n_gpu_layers)?,
-                path.to_path_buf(),
-            ),
+            None => original()?,
         };
-        let weights_bytes = std::fs::metadata(&weights_path)
-            .map(|m| m.len())
-            .unwrap_or(facts.file_size);
         let positive = |v: i32| u32::try_from(v).unwrap_or(0);
         let info = ModelInfo {
             path: path.to_path_buf(),

@@ -156,9 +156,7 @@ impl Engine {
         if !history.is_empty() {
             // An observer session's history is rebuilt as it was built: tapped (rows
             // ignored) only so that the graph can stop after the deepest tapped layer.
-            let truncated = self.exit_after_taps
-                && !self.taps.layers().is_empty()
-                && self.sessions.get(id).is_some_and(|s| !s.full_forward);
+            let truncated = self.stops_early(id);
             if let Err(e) = self.decode_run(seq, 0, &history, truncated, truncated, &mut |_| {}) {
                 self.ctx.clear_sequence(seq);
                 self.free_seqs.push(seq);
