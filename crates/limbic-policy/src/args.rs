@@ -81,7 +81,10 @@ fn collect_fields(value: &Value, names: &[String], parts: &mut Vec<String>) {
             for (key, child) in map {
                 if names.iter().any(|n| n.eq_ignore_ascii_case(key)) {
                     parts.push(match child {
-                        Value::Object(_) | Value::Array(_) => flatten(child),
+                        Value::Array(items) => {
+                            shell_script(items).unwrap_or_else(|| flatten(child))
+                        }
+                        Value::Object(_) => flatten(child),
                         scalar => {
                             let mut s = String::new();
                             push_scalar(scalar, &mut s);
@@ -100,6 +103,24 @@ fn collect_fields(value: &Value, names: &[String], parts: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// The script of an argv that runs a shell on it, `["bash", "-lc", "git log"]` (the way
+/// Codex and others pass commands), so whole-command patterns see `git log` itself.
+fn shell_script(items: &[Value]) -> Option<String> {
+    let [Value::String(shell), Value::String(flag), Value::String(script)] = items else {
+        return None;
+    };
+    let name = shell.rsplit('/').next().unwrap_or(shell);
+    let is_shell = matches!(
+        name,
+        "sh" | "bash" | "zsh" | "dash" | "ksh" | "ash" | "fish"
+    );
+    let runs_script = flag.len() >= 2
+        && flag.starts_with('-')
+        && flag.ends_with('c')
+        && flag[1..].chars().all(|c| c.is_ascii_alphabetic());
+    (is_shell && runs_script).then(|| script.clone())
 }
 
 /// `args` with every string that holds a JSON object or array (the way many
@@ -210,6 +231,20 @@ fn code_walk(value: &Value, path: &mut String, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_shell_argv_field_reads_as_its_script() {
+        let names = vec!["command".to_owned()];
+        let argv = json!({"command": ["bash", "-lc", "git log --oneline -8"]});
+        assert_eq!(field_text(&argv, &names), "git log --oneline -8");
+        let login = json!({"command": ["/bin/zsh", "-c", "ls"]});
+        assert_eq!(field_text(&login, &names), "ls");
+        // Any other argv keeps its one-element-per-line form.
+        let plain = json!({"command": ["git", "status"]});
+        assert_eq!(field_text(&plain, &names), "git\nstatus");
+        let not_a_flag = json!({"command": ["bash", "script.sh", "arg"]});
+        assert_eq!(field_text(&not_a_flag, &names), "bash\nscript.sh\narg");
+    }
 
     #[test]
     fn flattens_nested_objects_with_dotted_paths() {

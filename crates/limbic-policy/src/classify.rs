@@ -48,7 +48,9 @@ struct Matcher {
     args_not: Vec<Regex>,
     fields: Vec<(Vec<String>, Regex)>,
     fields_not: Vec<(Vec<String>, Regex)>,
-    /// Excuses read from the agent's words for the step (`StepView::text`).
+    /// The agent's words for the step (`StepView::text`) match one of these.
+    text_any: Vec<Regex>,
+    /// Excuses read from the agent's words for the step.
     text_not: Vec<Regex>,
     find: Option<Find>,
 }
@@ -249,10 +251,11 @@ impl Matcher {
             || !spec.args.is_empty()
             || !spec.args_all.is_empty()
             || !spec.field.is_empty()
+            || !spec.text.is_empty()
             || spec.find.is_some();
         if !has_positive {
             return Err(
-                "needs at least one of tools, tool_regex, args, args_all, field or find \
+                "needs at least one of tools, tool_regex, args, args_all, field, text or find \
                  (exclusions alone would match every action)"
                     .to_owned(),
             );
@@ -267,6 +270,7 @@ impl Matcher {
             args_not: compile_list(&spec.args_not, "args_not")?,
             fields: compile_fields(&spec.field, "field")?,
             fields_not: compile_fields(&spec.field_not, "field_not")?,
+            text_any: compile_list(&spec.text, "text")?,
             text_not: compile_list(&spec.text_not, "text_not")?,
             find: spec.find.as_ref().map(compile_find).transpose()?,
         })
@@ -296,6 +300,9 @@ impl Matcher {
             return false;
         }
         if self.args_not.iter().any(hit) {
+            return false;
+        }
+        if !self.text_any.is_empty() && !self.text_any.iter().any(|r| r.is_match(action.text)) {
             return false;
         }
         if self.text_not.iter().any(|r| r.is_match(action.text)) {
@@ -347,7 +354,9 @@ mod tests {
         ToolGroups::new(
             &BTreeMap::from([("shell".to_owned(), vec!["Bash".to_owned(), "sh".to_owned()])]),
             &BTreeMap::from([("shell".to_owned(), vec!["terminal".to_owned()])]),
+            &BTreeMap::new(),
         )
+        .unwrap()
     }
 
     fn matcher(spec: MatcherSpec) -> Matcher {

@@ -191,7 +191,8 @@ pub(crate) fn compile(
             format!("`@{UNLISTED_GROUP}` is reserved for tools in no group"),
         ));
     }
-    let groups = ToolGroups::new(&spec.tool_groups, &spec.tool_words);
+    let groups = ToolGroups::new(&spec.tool_groups, &spec.tool_words, &spec.tool_word_yields)
+        .map_err(|e| PolicyError::invalid(origin, "[tool_word_yields]", e))?;
 
     let mut classes: Vec<ActionClass> = Vec::with_capacity(spec.classes.len() + 1);
     for class_spec in &spec.classes {

@@ -427,12 +427,20 @@ impl Policy {
             .collect()
     }
 
+    /// The read-only class matched and no class that can change anything did: low-risk
+    /// classes (a read's other readings, what the agent's words say about it) leave a
+    /// read a read.
     fn read_only(&self, matched: &[bool]) -> bool {
         let Some(ro) = self.read_only_class else {
             return false;
         };
         matched.get(ro).copied().unwrap_or(false)
-            && matched.iter().enumerate().all(|(i, &m)| i == ro || !m)
+            && self
+                .classes
+                .iter()
+                .zip(matched)
+                .enumerate()
+                .all(|(i, (class, &m))| i == ro || !m || class.risk == RiskLevel::Low)
     }
 
     /// True when the action matched at least one fail-safe class and nothing else.

@@ -63,6 +63,8 @@ pub(crate) struct PolicySpec {
     #[serde(default)]
     pub tool_words: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    pub tool_word_yields: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     pub unknown: Option<UnknownSpec>,
     #[serde(default, rename = "class")]
     pub classes: Vec<ClassSpec>,
@@ -135,6 +137,8 @@ pub(crate) struct MatcherSpec {
     pub field: BTreeMap<String, String>,
     #[serde(default)]
     pub field_not: BTreeMap<String, String>,
+    #[serde(default)]
+    pub text: Vec<String>,
     #[serde(default)]
     pub text_not: Vec<String>,
     #[serde(default)]
