@@ -600,10 +600,18 @@ pub struct GuardConfig {
     pub threads: Option<u32>,
     /// Layers offloaded to a GPU (`None`: the build's default — all with a GPU feature).
     pub gpu_layers: Option<u32>,
+    /// Host memory for the saved KV state of evicted sessions, in MiB: sessions beyond
+    /// `max_sessions` whose state fits are restored, the rest re-decoded.
+    pub state_budget_mb: u64,
     /// The device profile these values came from: its memory budget, tapped-layer cap and
     /// fail mode are checked when the guard is built.
     pub profile: Option<Profile>,
 }
+
+/// Saved-session budget when neither a flag nor a profile sets one: about 128 agents'
+/// sessions of a few hundred tokens each for the default model (23 KB of f16 KV per
+/// token), so a daemon serving that many restores them instead of re-decoding.
+pub const DEFAULT_STATE_BUDGET_MB: u64 = 2048;
 
 impl Default for GuardConfig {
     fn default() -> Self {
@@ -618,6 +626,7 @@ impl Default for GuardConfig {
             n_batch: EngineConfig::default().n_batch,
             threads: None,
             gpu_layers: None,
+            state_budget_mb: DEFAULT_STATE_BUDGET_MB,
             profile: None,
         }
     }
@@ -711,7 +720,7 @@ impl GuardConfig {
     }
 
     fn scorer_from(&self, model: Arc<limbic_engine::Model>, pack: &Pack) -> Result<Scorer> {
-        Scorer::new(
+        let mut scorer = Scorer::new(
             model,
             pack,
             EngineConfig {
@@ -721,7 +730,12 @@ impl GuardConfig {
                 threads: self.threads.map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
                 ..Default::default()
             },
-        )
+        )?;
+        let bytes = self.state_budget_mb.saturating_mul(1 << 20);
+        scorer
+            .engine_mut()
+            .set_state_budget(usize::try_from(bytes).unwrap_or(usize::MAX));
+        Ok(scorer)
     }
 
     pub fn build_scorer(&self) -> Result<Scorer> {

@@ -63,6 +63,11 @@ pub struct Profile {
     pub max_tapped_layers: u32,
     /// Memory limbic may use for weights, KV cache, compute and saved session states.
     pub memory_budget_mb: u64,
+    /// Host memory for the saved KV state of sessions beyond `max_sessions` (restored
+    /// instead of re-decoded on their next step). Default: a quarter of
+    /// `memory_budget_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_budget_mb: Option<u64>,
     /// The fail mode this device expects; a policy with another one is refused unless the
     /// policy was chosen explicitly (then it is a warning).
     pub fail_mode: FailMode,
@@ -195,11 +200,16 @@ impl Profile {
         is_policy_path(&self.policy).then(|| PathBuf::from(&self.policy))
     }
 
+    /// The saved-session budget: `state_budget_mb`, else a quarter of the memory budget.
+    pub fn state_budget_mb(&self) -> u64 {
+        self.state_budget_mb.unwrap_or(self.memory_budget_mb / 4)
+    }
+
     /// Memory for `model` with `n_ctx` context tokens, `n_batch` tokens per decode and
     /// `tapped` layers under this profile, against its budget: the estimate if it fits, an
     /// error with the numbers if not. An upper bound: KV is counted as f16 at full width
-    /// (models with grouped-query attention need less), and the saved-session budget is the
-    /// engine's default cap, kept within a quarter of the budget.
+    /// (models with grouped-query attention need less), and saved sessions count at
+    /// [`Profile::state_budget_mb`].
     pub fn check_fits(
         &self,
         model: &ModelShape,
@@ -216,7 +226,7 @@ impl Profile {
         // plus activations of a few batch-wide tensors.
         let compute = u64::from(n_batch) * (u64::from(model.n_vocab) + 16 * embd) * 4;
         let taps = u64::from(tapped) * u64::from(n_batch) * embd * 4;
-        let saved_states = (limbic_engine::DEFAULT_STATE_BUDGET as u64).min(budget / 4);
+        let saved_states = self.state_budget_mb().saturating_mul(MIB);
         let total = weights + kv_cache + compute + taps + saved_states;
         let estimate = MemoryEstimate {
             weights,
@@ -279,6 +289,24 @@ mod tests {
             let e = p.check_fits(&SMOLLM, p.n_ctx, p.n_batch, 10).unwrap();
             assert!(e.total <= e.budget, "{name}: {e}");
         }
+    }
+
+    #[test]
+    fn the_saved_session_budget_defaults_to_a_quarter_of_the_memory_budget() {
+        let good = BUILTIN_PROFILES[0].1;
+        let p = Profile::parse(good, "t").unwrap();
+        assert_eq!(p.state_budget_mb, None);
+        assert_eq!(p.state_budget_mb(), p.memory_budget_mb / 4);
+        let e = p.check_fits(&SMOLLM, p.n_ctx, p.n_batch, 10).unwrap();
+        assert_eq!(e.saved_states, p.state_budget_mb() * MIB);
+        let set = Profile::parse(&format!("{good}\nstate_budget_mb = 64\n"), "t").unwrap();
+        assert_eq!(set.state_budget_mb(), 64);
+        let e = set.check_fits(&SMOLLM, set.n_ctx, set.n_batch, 10).unwrap();
+        assert_eq!(e.saved_states, 64 * MIB);
+        // A saved-session budget that does not fit is refused like any other part.
+        let huge = Profile::parse(&format!("{good}\nstate_budget_mb = 100000\n"), "t").unwrap();
+        let err = format!("{:#}", huge.check_fits(&SMOLLM, 4096, 256, 10).unwrap_err());
+        assert!(err.contains("saved sessions"), "{err}");
     }
 
     #[test]

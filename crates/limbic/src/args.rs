@@ -50,6 +50,11 @@ pub struct GuardArgs {
     /// Layers offloaded to the GPU (default: all in a GPU build, or the profile's).
     #[arg(long)]
     pub gpu_layers: Option<u32>,
+    /// Host memory in MiB for the saved KV state of sessions beyond --max-sessions: those
+    /// are restored on their next step instead of re-decoded (default 2048, or the
+    /// profile's: its state_budget_mb, else a quarter of its memory budget). 0 re-decodes.
+    #[arg(long)]
+    pub state_budget_mb: Option<u64>,
 }
 
 impl GuardArgs {
@@ -82,6 +87,10 @@ impl GuardArgs {
             n_batch: pick(self.n_batch, p.map(|p| p.n_batch), d.n_batch),
             threads: self.threads.or(p.map(|p| p.threads)),
             gpu_layers: self.gpu_layers.or(p.map(|p| p.gpu_layers)),
+            state_budget_mb: self
+                .state_budget_mb
+                .or(p.map(|p| p.state_budget_mb()))
+                .unwrap_or(d.state_budget_mb),
             profile,
         })
     }
