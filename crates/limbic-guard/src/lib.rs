@@ -34,7 +34,10 @@ pub mod scorer;
 pub mod sweep;
 
 pub use api::{Action, StepAnswer, StepRequest};
-pub use guard::{CommitSink, Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText};
+pub use guard::{
+    CommitSink, Guard, GuardConfig, PolicySource, StepNumberRejected, StoreText,
+    DEFAULT_STATE_BUDGET_MB,
+};
 pub use jsonl::read_jsonl;
 pub use profile::Profile;
 pub use reload::{ReloadState, ReloadStatus, WatchedFile};

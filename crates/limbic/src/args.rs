@@ -99,3 +99,38 @@ impl GuardArgs {
         self.config()?.audit_path()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        guard: GuardArgs,
+    }
+
+    fn config(args: &[&str]) -> GuardConfig {
+        let argv = std::iter::once("limbic").chain(args.iter().copied());
+        Cli::parse_from(argv).guard.config().unwrap()
+    }
+
+    #[test]
+    fn the_saved_session_budget_comes_from_the_flag_then_the_profile_then_the_default() {
+        assert_eq!(
+            config(&[]).state_budget_mb,
+            limbic_guard::DEFAULT_STATE_BUDGET_MB
+        );
+        let profile = Profile::load("cpu-2core").unwrap();
+        assert_eq!(
+            config(&["--profile", "cpu-2core"]).state_budget_mb,
+            profile.state_budget_mb()
+        );
+        assert_eq!(
+            config(&["--profile", "cpu-2core", "--state-budget-mb", "0"]).state_budget_mb,
+            0
+        );
+        assert_eq!(config(&["--state-budget-mb", "512"]).state_budget_mb, 512);
+    }
+}
