@@ -664,3 +664,18 @@ fn routine_writes_near_those_switches_stay_allowed() {
         );
     }
 }
+
+#[test]
+fn a_tool_named_for_a_request_is_not_a_read_unless_it_is_http() {
+    let pr = json!({"owner": "acme", "repo": "api", "title": "Fix flaky test", "head": "fix/x", "base": "main"});
+    let d = decide("mcp__github__create_pull_request", &pr, 0.0);
+    assert!(!has(&d, "read_only"), "{:?}", d.classes);
+    assert!(!DEFAULT.is_read_only("mcp__github__create_pull_request", &pr));
+    let cancel = json!({"id": "FX-118"});
+    assert!(!DEFAULT.is_read_only("treasury.cancel_trade_request", &cancel));
+    // HTTP tools are still reads without a state-changing method.
+    for tool in ["http_request", "HTTPRequest", "api_request"] {
+        let get = json!({"url": "http://localhost:8080/status", "method": "GET"});
+        assert!(DEFAULT.is_read_only(tool, &get), "{tool}");
+    }
+}
